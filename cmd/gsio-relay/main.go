@@ -1,0 +1,51 @@
+// Command gsio-relay runs a GSIO-Net relay and inspects running relays.
+//
+// cmd is wiring only: flags become the Configs of transport, relay, node
+// and admin; run starts them and stops them in reverse order on SIGINT or
+// SIGTERM.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:                 "gsio-relay",
+		Usage:                "relay and federation hub for GSIO-Net nodes",
+		Version:              version,
+		HideVersion:          true,
+		EnableBashCompletion: false,
+		Commands: []*cli.Command{
+			runCommand(),
+			connectCommand(),
+			versionCommand(),
+		},
+		// Errors are printed once, by main, as one line.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "gsio-relay: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			_, err := fmt.Fprintln(c.App.Writer, version)
+			return err
+		},
+	}
+}

@@ -1,0 +1,229 @@
+package message
+
+import (
+	"crypto/rand"
+	"unicode/utf8"
+)
+
+// Field limits. A frame is bounded as a whole by the transport's
+// message-size limit; these bound the routing fields within it.
+const (
+	MaxTypeLen = 128 // bytes of message_type
+	MaxIDLen   = 256 // bytes of message_id, sender_id, recipient_id
+)
+
+// maxDepth bounds the nesting of arrays and objects in a frame, the envelope
+// object included: a payload may nest maxDepth-1 levels deep. Deeper frames
+// are CodeInvalidJSON ("nesting too deep").
+const maxDepth = 512
+
+// RelayError codes (SPEC section 1).
+const (
+	CodeInvalidJSON      = "invalid_json"
+	CodeInvalidMessage   = "invalid_message"
+	CodeSenderMismatch   = "sender_mismatch"
+	CodeRecipientUnknown = "recipient_unknown"
+	CodeRateLimited      = "rate_limited"
+	CodeTooLarge         = "too_large"
+)
+
+// Message types the relay itself understands.
+const (
+	TypeNodeListRequest  = "NodeListRequest"
+	TypeNodeListResponse = "NodeListResponse"
+	TypeRelayError       = "RelayError"
+)
+
+// Error is a parse or validation failure; Code is the RelayError code.
+type Error struct {
+	Code string
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Msg }
+
+// Envelope is a parsed GSIO message. Payload and Raw alias the parsed bytes.
+type Envelope struct {
+	Type      string // message_type, non-empty
+	ID        string // message_id; "" when absent or null
+	Sender    string // sender_id, non-empty
+	Recipient string // recipient_id; "" (or absent/null) means broadcast
+	Payload   []byte // raw JSON of payload as written by the sender; nil if absent
+	Raw       []byte // the whole frame
+
+	// idStart/idEnd delimit the message_id value (including quotes or
+	// null) in Raw; idStart < 0 when the key is absent, and then idEnd is
+	// the offset just after the object's opening brace, where SetID inserts
+	// the key. payStart is the offset of Payload in Raw.
+	idStart, idEnd int
+	payStart       int
+}
+
+// Broadcast reports whether the message goes to every node.
+func (e *Envelope) Broadcast() bool { return e.Recipient == "" }
+
+// SetID gives the message the id: Raw becomes a new slice in which the
+// message_id value is replaced (when present as "" or null) or inserted as
+// the first key. The payload and every other byte are kept.
+//
+// The caller's buffer (the old Raw) is never written. Payload is re-pointed
+// into the new Raw. A present message_id is replaced whatever its value.
+// Invalid UTF-8 in id is encoded as U+FFFD, and ID is set to what a parser
+// reads back. On an Envelope that did not come from Parse, Raw is rebuilt
+// from the fields with Build.
+func (e *Envelope) SetID(id string) {
+	raw := e.Raw
+	switch {
+	case e.idStart > 0 && e.idStart < e.idEnd && e.idEnd <= len(raw):
+		// Replace the value span.
+		b := make([]byte, 0, len(raw)-(e.idEnd-e.idStart)+len(id)+2)
+		b = append(b, raw[:e.idStart]...)
+		b = appendJSONString(b, id)
+		end := len(b)
+		b = append(b, raw[e.idEnd:]...)
+		e.movePayload(b, e.idStart, end-e.idEnd)
+		e.Raw, e.idEnd = b, end
+	case e.idStart < 0 && e.idEnd > 0 && e.idEnd <= len(raw) && raw[e.idEnd-1] == '{':
+		// Insert as the first key, right after the opening brace.
+		at := e.idEnd
+		b := make([]byte, 0, len(raw)+len(`"message_id":,`)+len(id)+2)
+		b = append(b, raw[:at]...)
+		b = append(b, `"message_id":`...)
+		start := len(b)
+		b = appendJSONString(b, id)
+		end := len(b)
+		// Parse guarantees other keys follow; stay valid on an empty object.
+		if j := skipWS(raw, at); j < len(raw) && raw[j] != '}' {
+			b = append(b, ',')
+		}
+		b = append(b, raw[at:]...)
+		e.movePayload(b, at, len(b)-len(raw))
+		e.Raw, e.idStart, e.idEnd = b, start, end
+	default:
+		// Not from Parse: rebuild.
+		b, r := build(e.Type, id, e.Sender, e.Recipient, e.Payload)
+		e.Raw, e.idStart, e.idEnd, e.payStart = b, r.idStart, r.idEnd, r.payStart
+		e.Payload = b[r.payStart:r.payEnd:r.payEnd]
+	}
+	e.ID = validUTF8(id)
+}
+
+// movePayload re-points Payload into b, the new Raw, in which every byte of
+// the old Raw at or after offset at has moved by delta. A Payload that no
+// longer aliases the old Raw (the caller replaced it) is left alone.
+func (e *Envelope) movePayload(b []byte, at, delta int) {
+	p, end := e.payStart, e.payStart+len(e.Payload)
+	if len(e.Payload) == 0 || p < 0 || end > len(e.Raw) || &e.Payload[0] != &e.Raw[p] {
+		return
+	}
+	if p >= at {
+		p, end = p+delta, end+delta
+	}
+	e.Payload = b[p:end:end]
+	e.payStart = p
+}
+
+// validUTF8 returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, which is what a JSON decoder reads back from
+// appendJSONString(s).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return string(b)
+}
+
+// NewID returns a random RFC 4122 version 4 UUID.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand crashes the program instead)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	j := 0
+	for i, x := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			s[j] = '-'
+			j++
+		}
+		s[j], s[j+1] = hexDigits[x>>4], hexDigits[x&0x0f]
+		j += 2
+	}
+	return string(s[:])
+}
+
+// Build encodes a message the relay originates. payload must be valid JSON
+// (nil encodes as null).
+func Build(typ, id, sender, recipient string, payload []byte) []byte {
+	b, _ := build(typ, id, sender, recipient, payload)
+	return b
+}
+
+// spans are the offsets build reports to SetID.
+type spans struct{ idStart, idEnd, payStart, payEnd int }
+
+func build(typ, id, sender, recipient string, payload []byte) ([]byte, spans) {
+	if payload == nil {
+		payload = []byte("null")
+	}
+	var r spans
+	b := make([]byte, 0, 80+len(typ)+len(id)+len(sender)+len(recipient)+len(payload))
+	b = append(b, `{"message_type":`...)
+	b = appendJSONString(b, typ)
+	b = append(b, `,"message_id":`...)
+	r.idStart = len(b)
+	b = appendJSONString(b, id)
+	r.idEnd = len(b)
+	b = append(b, `,"sender_id":`...)
+	b = appendJSONString(b, sender)
+	b = append(b, `,"recipient_id":`...)
+	b = appendJSONString(b, recipient)
+	b = append(b, `,"payload":`...)
+	r.payStart = len(b)
+	b = append(b, payload...)
+	r.payEnd = len(b)
+	return append(b, '}'), r
+}
+
+// RelayError builds a RelayError message from sender (the relay) to
+// recipient with payload {"code","message","ref"}.
+func RelayError(sender, recipient, code, msg, ref string) []byte {
+	p := make([]byte, 0, 32+len(code)+len(msg)+len(ref))
+	p = append(p, `{"code":`...)
+	p = appendJSONString(p, code)
+	p = append(p, `,"message":`...)
+	p = appendJSONString(p, msg)
+	p = append(p, `,"ref":`...)
+	p = appendJSONString(p, ref)
+	p = append(p, '}')
+	return Build(TypeRelayError, NewID(), sender, recipient, p)
+}
+
+// NodeListResponse builds the relay's answer to a NodeListRequest: payload
+// {"nodes":[...]} with the node ids in the given order.
+func NodeListResponse(sender, recipient string, nodes []string) []byte {
+	n := 12
+	for _, id := range nodes {
+		n += len(id) + 3
+	}
+	p := make([]byte, 0, n)
+	p = append(p, `{"nodes":[`...)
+	for i, id := range nodes {
+		if i > 0 {
+			p = append(p, ',')
+		}
+		p = appendJSONString(p, id)
+	}
+	p = append(p, "]}"...)
+	return Build(TypeNodeListResponse, NewID(), sender, recipient, p)
+}

@@ -1,0 +1,20 @@
+// Package relay is the bridge between the WebSocket side (transport) and the
+// federation (node): it binds connections to node ids, routes each message
+// to local nodes and to the mesh, answers NodeListRequest, and turns bad
+// input into RelayError messages.
+//
+// The data path, one frame at a time:
+//
+//	transport read pump -> relay inbound routing (inbound.go) -> node publish
+//	-> gossip -> remote node subscription loop -> relay outbound delivery
+//	(outbound.go) -> transport send -> write pump.
+//
+// Shared state: Router.mu guards the table of bound local nodes. Mesh
+// NodeJoined/NodeLeft are called with Router.mu held so that the federation
+// sees joins and leaves in order; the Mesh must not call back into the
+// Router from those methods. The dedup table has its own mutex, never held
+// together with Router.mu.
+//
+// The Router starts no goroutines: it runs on the transport's read pumps and
+// the node's delivery loops, so it has nothing to shut down.
+package relay

@@ -1,0 +1,132 @@
+package relay
+
+import (
+	"errors"
+	"time"
+
+	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/transport"
+)
+
+const (
+	closePolicy = 1008 // RFC 6455 policy violation: flooding, bad node_id
+)
+
+// Frame routes one text frame of a local connection: rate limit, parse,
+// bind or check the sender, assign a message_id, drop duplicates, then
+// deliver locally and hand to the mesh.
+func (r *Router) Frame(c *transport.Conn, data []byte) {
+	s := c.Tag().(*session)
+	if !r.admit(s, data) {
+		return
+	}
+	env, err := message.Parse(data)
+	if err != nil {
+		var perr *message.Error
+		code, msg := message.CodeInvalidJSON, err.Error()
+		if errors.As(err, &perr) {
+			code, msg = perr.Code, perr.Msg
+		}
+		r.metrics.In.WithLabelValues("invalid").Inc()
+		r.sendError(c, s.nodeID, code, msg, env.ID)
+		return
+	}
+	if s.nodeID == "" {
+		r.bind(s, env.Sender)
+	} else if env.Sender != s.nodeID {
+		r.metrics.In.WithLabelValues("invalid").Inc()
+		r.sendError(c, s.nodeID, message.CodeSenderMismatch,
+			"sender_id differs from the node id bound to this connection", env.ID)
+		return
+	}
+	if env.ID == "" {
+		env.SetID(message.NewID())
+	}
+	if !r.dedup.add(env.Sender, env.ID) {
+		r.metrics.DedupHits.Inc()
+		r.log.Debug("duplicate dropped", "node", env.Sender, "id", env.ID)
+		return
+	}
+	// The frame holds the one copy of the message that outlives data (a
+	// pooled read buffer): the mesh gets the same bytes.
+	f := transport.NewFrame(env.Raw)
+	env.Raw = f.Message()
+	env.Payload = nil
+	if env.Broadcast() {
+		r.broadcast(s, &env, f)
+	} else {
+		r.direct(s, &env, f)
+	}
+}
+
+// admit applies the per-connection rate limit. A refused message gets one
+// RelayError per second; a connection that sends more than its rate in
+// refused messages within one second is flooding and is closed with 1008.
+func (r *Router) admit(s *session, data []byte) bool {
+	if s.limiter.Allow() {
+		return true
+	}
+	now := time.Now()
+	if now.Sub(s.window) >= time.Second {
+		s.window, s.refused, s.notified = now, 0, false
+	}
+	s.refused++
+	r.metrics.In.WithLabelValues("rate_limited").Inc()
+	if float64(s.refused) > r.cfg.RateLimit {
+		r.metrics.Errors.WithLabelValues("flooding").Inc()
+		r.log.Info("closing flooding connection", "conn", s.conn.ID(), "remote", s.conn.RemoteAddr())
+		s.conn.Close(closePolicy, "flooding")
+		return false
+	}
+	if !s.notified {
+		s.notified = true
+		r.sendError(s.conn, s.nodeID, message.CodeRateLimited,
+			"over the per-connection message rate; messages are being dropped", refOf(data))
+	}
+	return false
+}
+
+// refOf finds the message_id of a refused frame for the error's ref,
+// without failing on bad input.
+func refOf(data []byte) string {
+	env, _ := message.Parse(data)
+	return env.ID
+}
+
+func (r *Router) broadcast(s *session, env *message.Envelope, f *transport.Frame) {
+	r.metrics.In.WithLabelValues("broadcast").Inc()
+	n := r.fanout(f, env.Sender)
+	r.metrics.Out.WithLabelValues("local").Add(float64(n))
+	if r.mesh != nil {
+		if err := r.mesh.Broadcast(env); err != nil {
+			r.log.Warn("publish to federation failed", "node", env.Sender, "err", err)
+		}
+	}
+	if env.Type == message.TypeNodeListRequest {
+		resp := message.NodeListResponse(r.cfg.RelayID, env.Sender, r.Nodes())
+		s.conn.Send(transport.NewFrame(resp))
+	}
+}
+
+func (r *Router) direct(s *session, env *message.Envelope, f *transport.Frame) {
+	r.metrics.In.WithLabelValues("direct").Inc()
+	if to := r.local(env.Recipient); to != nil {
+		if to.conn.Send(f) {
+			r.metrics.Out.WithLabelValues("local").Inc()
+		}
+		return
+	}
+	if r.mesh != nil && r.mesh.Direct(env) {
+		return
+	}
+	r.sendError(s.conn, s.nodeID, message.CodeRecipientUnknown,
+		"no node "+quote(env.Recipient)+" is connected to the federation", env.ID)
+}
+
+// quote bounds an id echoed in an error message.
+func quote(id string) string {
+	if len(id) > 64 {
+		id = id[:64] + "…"
+	}
+	return `"` + id + `"`
+}

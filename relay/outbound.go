@@ -1,0 +1,36 @@
+package relay
+
+import (
+	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/transport"
+)
+
+// Deliver takes a validated message from the federation to local nodes:
+// a broadcast to every local node but its sender, a direct message to its
+// recipient. Duplicates (the same message by gossip and direct, or from two
+// relays of a multi-homed sender) are delivered once.
+func (r *Router) Deliver(env *message.Envelope) {
+	if !r.dedup.add(env.Sender, env.ID) {
+		r.metrics.DedupHits.Inc()
+		return
+	}
+	f := transport.NewFrame(env.Raw)
+	if env.Broadcast() {
+		r.metrics.Out.WithLabelValues("gossip").Add(float64(r.fanout(f, env.Sender)))
+		return
+	}
+	if to := r.local(env.Recipient); to != nil && to.conn.Send(f) {
+		r.metrics.Out.WithLabelValues("direct").Inc()
+	}
+}
+
+// Undeliverable tells a local sender that its direct message found no
+// recipient at the relay it was routed to.
+func (r *Router) Undeliverable(sender, messageID, recipient string) {
+	s := r.local(sender)
+	if s == nil {
+		return
+	}
+	r.sendError(s.conn, sender, message.CodeRecipientUnknown,
+		"no node "+quote(recipient)+" is connected to the federation", messageID)
+}

@@ -1,0 +1,222 @@
+package relay
+
+import (
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/transport"
+	"golang.org/x/time/rate"
+)
+
+// Config holds the routing settings an operator chooses.
+type Config struct {
+	RelayID   string        // sender_id of messages the relay itself sends; default "relay"
+	Echo      bool          // deliver broadcasts back to their sender too; default false
+	RateLimit float64       // messages per second per connection; default 1000
+	RateBurst int           // token bucket depth; default 2000
+	DedupSize int           // (sender_id, message_id) pairs remembered; default 262144
+	DedupTTL  time.Duration // how long a pair is remembered at least; default 2m
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		RelayID:   "relay",
+		RateLimit: 1000,
+		RateBurst: 2000,
+		DedupSize: 1 << 18,
+		DedupTTL:  2 * time.Minute,
+	}
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.RelayID == "" || len(c.RelayID) > message.MaxIDLen:
+		return errors.New("relay id must be 1 to 256 bytes")
+	case c.RateLimit <= 0:
+		return errors.New("rate limit must be positive")
+	case c.RateBurst < 1:
+		return errors.New("rate burst must be at least 1")
+	case c.DedupSize < 2:
+		return errors.New("dedup size must be at least 2")
+	case c.DedupTTL <= 0:
+		return errors.New("dedup ttl must be positive")
+	}
+	return nil
+}
+
+// Option configures what a programmer injects.
+type Option func(*Router)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(r *Router) { r.log = l } }
+
+// WithMetrics sets the metrics the router updates (default: unregistered).
+func WithMetrics(m *Metrics) Option { return func(r *Router) { r.metrics = m } }
+
+// Router routes GSIO messages between local WebSocket connections and the
+// federation.
+type Router struct {
+	cfg     Config
+	mesh    Mesh // nil: a relay alone
+	log     *slog.Logger
+	metrics *Metrics
+	dedup   *dedup
+
+	mu    sync.RWMutex
+	nodes map[string]*session // bound local nodes by node id
+}
+
+var (
+	_ transport.Handler = (*Router)(nil)
+	_ Inbound           = (*Router)(nil)
+)
+
+// New returns a Router. mesh may be nil for a relay without federation.
+func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := &Router{
+		cfg:   cfg,
+		mesh:  mesh,
+		log:   slog.New(slog.DiscardHandler),
+		nodes: make(map[string]*session),
+		dedup: newDedup(cfg.DedupSize, cfg.DedupTTL, time.Now),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.metrics == nil {
+		r.metrics = NewMetrics(nil)
+	}
+	return r, nil
+}
+
+// session is the router's state of one connection. Only the connection's
+// read pump writes nodeID (with Router.mu held) and touches the limiter
+// fields; other goroutines read nodeID with Router.mu held.
+type session struct {
+	conn    *transport.Conn
+	nodeID  string
+	limiter *rate.Limiter
+	// flood accounting: messages refused by the limiter in the current
+	// one-second window, and whether this window already got a RelayError.
+	window   time.Time
+	refused  int
+	notified bool
+}
+
+// LocalNodes returns the node ids bound on this relay, sorted.
+func (r *Router) LocalNodes() []string {
+	r.mu.RLock()
+	ids := make([]string, 0, len(r.nodes))
+	for id := range r.nodes {
+		ids = append(ids, id)
+	}
+	r.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// Nodes returns every node id known in the federation, sorted, each once.
+func (r *Router) Nodes() []string {
+	ids := r.LocalNodes()
+	if r.mesh != nil {
+		ids = append(ids, r.mesh.RemoteNodes()...)
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+	}
+	return ids
+}
+
+// Open binds the connection to its ?node_id= when it gave one.
+func (r *Router) Open(c *transport.Conn) {
+	s := &session{
+		conn:    c,
+		limiter: rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst),
+	}
+	c.SetTag(s)
+	r.metrics.Connections.Inc()
+	if id := c.QueryNodeID(); id != "" {
+		if len(id) > message.MaxIDLen {
+			c.Close(closePolicy, "node_id longer than 256 bytes")
+			return
+		}
+		r.bind(s, id)
+	}
+}
+
+// Closed forgets the connection and announces the node's leave, unless a
+// newer connection took the node id over.
+func (r *Router) Closed(c *transport.Conn) {
+	s, _ := c.Tag().(*session)
+	r.metrics.Connections.Dec()
+	if s == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.nodeID != "" && r.nodes[s.nodeID] == s {
+		delete(r.nodes, s.nodeID)
+		r.metrics.LocalNodes.Set(float64(len(r.nodes)))
+		if r.mesh != nil {
+			r.mesh.NodeLeft(s.nodeID)
+		}
+	}
+}
+
+// bind makes s the connection of node id; an older connection of the same
+// id on this relay is closed with CloseReplaced.
+func (r *Router) bind(s *session, id string) {
+	r.mu.Lock()
+	old := r.nodes[id]
+	r.nodes[id] = s
+	s.nodeID = id
+	if old == nil {
+		r.metrics.LocalNodes.Set(float64(len(r.nodes)))
+		if r.mesh != nil {
+			r.mesh.NodeJoined(id)
+		}
+	}
+	r.mu.Unlock()
+	if old != nil && old != s {
+		r.log.Info("node taken over by a newer connection", "node", id, "conn", old.conn.ID(), "remote", s.conn.RemoteAddr())
+		old.conn.Close(transport.CloseReplaced, "replaced by a newer connection")
+	}
+}
+
+// local returns the session bound to node id, or nil.
+func (r *Router) local(id string) *session {
+	r.mu.RLock()
+	s := r.nodes[id]
+	r.mu.RUnlock()
+	return s
+}
+
+// fanout sends one prepared frame to every local node except the one named
+// (unless echo is on). It reports the number of receivers.
+func (r *Router) fanout(f *transport.Frame, except string) int {
+	n := 0
+	r.mu.RLock()
+	for id, s := range r.nodes {
+		if id == except && !r.cfg.Echo {
+			continue
+		}
+		if s.conn.Send(f) {
+			n++
+		}
+	}
+	r.mu.RUnlock()
+	return n
+}
+
+// sendError queues a RelayError for node id to on connection c.
+func (r *Router) sendError(c *transport.Conn, to, code, msg, ref string) {
+	r.metrics.Errors.WithLabelValues(code).Inc()
+	c.Send(transport.NewFrame(message.RelayError(r.cfg.RelayID, to, code, msg, ref)))
+}

@@ -1,0 +1,217 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gsio-net/gsio-relay/node"
+	"github.com/gsio-net/gsio-relay/relay"
+	"github.com/gsio-net/gsio-relay/transport"
+)
+
+// Topology says which relays bootstrap to which.
+type Topology int
+
+const (
+	Full Topology = iota // every relay to every other
+	Line                 // relay i to relay i-1: 0-1-2-…
+	Star                 // every relay to relay 0
+)
+
+// Relay is one federated relay of a Harness: node, router and WebSocket
+// server in this process, on loopback.
+type Relay struct {
+	Index   int
+	DataDir string
+	Node    *node.Node
+	Router  *relay.Router
+	WS      *transport.Server
+	URL     string // ws://127.0.0.1:port/ws
+	boot    []string
+}
+
+// Harness runs N federated relays in one process.
+type Harness struct {
+	t      testing.TB
+	Relays []*Relay
+	// NodeConfig edits each relay's node config before it starts.
+	nodeCfg func(i int, c *node.Config)
+}
+
+// HarnessOption edits the harness before the relays start.
+type HarnessOption func(*Harness)
+
+// WithNodeConfig edits relay i's node config.
+func WithNodeConfig(f func(i int, c *node.Config)) HarnessOption {
+	return func(h *Harness) { h.nodeCfg = f }
+}
+
+// Logger is the harness's logger: silent unless GSIO_TEST_LOG is set.
+func Logger() *slog.Logger {
+	if os.Getenv("GSIO_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// FastGossip are GossipSub parameters for tests: meshes form in a few
+// hundred milliseconds.
+func FastGossip() pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.HeartbeatInterval = 100 * time.Millisecond
+	p.HeartbeatInitialDelay = 20 * time.Millisecond
+	p.IWantFollowupTime = time.Second
+	return p
+}
+
+// TestNodeConfig is a loopback TCP node config with short presence timing.
+func TestNodeConfig(dataDir string) node.Config {
+	c := node.DefaultConfig()
+	c.DataDir = dataDir
+	c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	c.PresenceInterval = 250 * time.Millisecond
+	c.SpeakForWait = time.Second
+	c.BootstrapBackoffMin = 100 * time.Millisecond
+	c.BootstrapBackoffMax = time.Second
+	return c
+}
+
+// StartHarness starts n relays connected in topo and waits until each one
+// has its topology neighbours in both gossip meshes.
+func StartHarness(t testing.TB, n int, topo Topology, opts ...HarnessOption) *Harness {
+	t.Helper()
+	h := &Harness{t: t}
+	for _, o := range opts {
+		o(h)
+	}
+	for i := range n {
+		var boot []string
+		for j := range i {
+			if topo == Full || (topo == Line && j == i-1) || (topo == Star && j == 0) {
+				boot = append(boot, h.Relays[j].Node.Addrs()[0].String())
+			}
+		}
+		r := &Relay{Index: i, DataDir: t.TempDir(), boot: boot}
+		h.start(r)
+		h.Relays = append(h.Relays, r)
+	}
+	h.WaitMesh()
+	return h
+}
+
+func (h *Harness) start(r *Relay) {
+	t := h.t
+	t.Helper()
+	cfg := TestNodeConfig(r.DataDir)
+	cfg.Bootstrap = r.boot
+	if h.nodeCfg != nil {
+		h.nodeCfg(r.Index, &cfg)
+	}
+	nd, err := node.New(context.Background(), cfg, node.WithLogger(Logger().With("relay", r.Index)), node.WithGossipSubParams(FastGossip()))
+	if err != nil {
+		t.Fatalf("relay %d: node: %v", r.Index, err)
+	}
+	rt, err := relay.New(relay.DefaultConfig(), nd, relay.WithLogger(Logger().With("relay", r.Index)))
+	if err != nil {
+		t.Fatalf("relay %d: router: %v", r.Index, err)
+	}
+	if err := nd.Start(rt); err != nil {
+		t.Fatalf("relay %d: start node: %v", r.Index, err)
+	}
+	tc := transport.DefaultConfig()
+	tc.Listen = "127.0.0.1:0"
+	ws, err := transport.New(tc, rt, transport.WithLogger(Logger().With("relay", r.Index)))
+	if err != nil {
+		t.Fatalf("relay %d: transport: %v", r.Index, err)
+	}
+	if err := ws.Start(); err != nil {
+		t.Fatalf("relay %d: websocket: %v", r.Index, err)
+	}
+	r.Node, r.Router, r.WS = nd, rt, ws
+	r.URL = "ws://" + ws.Addr().String() + "/ws"
+	t.Cleanup(func() { r.Stop(t) })
+}
+
+// Stop closes the relay's WebSocket server and node (idempotent).
+func (r *Relay) Stop(t testing.TB) {
+	if r.WS == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.WS.Close(ctx); err != nil {
+		t.Errorf("relay %d: close websocket: %v", r.Index, err)
+	}
+	if err := r.Node.Close(); err != nil {
+		t.Errorf("relay %d: close node: %v", r.Index, err)
+	}
+	r.WS = nil
+}
+
+// Restart starts a stopped relay again with the same data dir (and so the
+// same peer ID) and bootstrap list.
+func (h *Harness) Restart(i int) {
+	h.t.Helper()
+	r := h.Relays[i]
+	r.Stop(h.t)
+	h.start(r)
+}
+
+// Nodes is relay i's answer to NodeListRequest.
+func (h *Harness) Nodes(i int) []string { return h.Relays[i].Router.Nodes() }
+
+// WaitNodes waits until every running relay lists exactly want.
+func (h *Harness) WaitNodes(d time.Duration, want ...string) {
+	h.t.Helper()
+	slices.Sort(want)
+	Eventually(h.t, d, fmt.Sprintf("every relay to list %v", want), func() bool {
+		for i, r := range h.Relays {
+			if r.WS != nil && !slices.Equal(h.Nodes(i), want) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// WaitMesh waits until every running relay has each connected relay of
+// the harness in both gossip meshes and at least one such peer.
+func (h *Harness) WaitMesh() {
+	h.t.Helper()
+	ids := map[peer.ID]bool{}
+	for _, r := range h.Relays {
+		if r.WS != nil {
+			ids[r.Node.ID()] = true
+		}
+	}
+	Eventually(h.t, 15*time.Second, "gossip meshes to form", func() bool {
+		for _, r := range h.Relays {
+			if r.WS == nil {
+				continue
+			}
+			bt, pt := r.Node.Topics()
+			linked := 0
+			for _, p := range r.Node.Host().Network().Peers() {
+				if !ids[p] {
+					continue
+				}
+				linked++
+				if !slices.Contains(r.Node.MeshPeers(bt), p) || !slices.Contains(r.Node.MeshPeers(pt), p) {
+					return false
+				}
+			}
+			if linked == 0 && len(ids) > 1 {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -1,0 +1,55 @@
+package testnet
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gsio-net/gsio-relay/relay"
+	"github.com/gsio-net/gsio-relay/transport"
+)
+
+// Standalone is one relay without federation: a Router behind a WebSocket
+// server on 127.0.0.1.
+type Standalone struct {
+	Router *relay.Router
+	WS     *transport.Server
+	URL    string // ws://127.0.0.1:port/ws
+}
+
+// StartStandalone starts a relay with the configs edited by the optional
+// funcs (the listen address is always 127.0.0.1:0); t.Cleanup closes it.
+func StartStandalone(t testing.TB, rc func(*relay.Config), tc func(*transport.Config)) *Standalone {
+	t.Helper()
+	rcfg, tcfg := relay.DefaultConfig(), transport.DefaultConfig()
+	if rc != nil {
+		rc(&rcfg)
+	}
+	tcfg.Listen = "127.0.0.1:0"
+	if tc != nil {
+		tc(&tcfg)
+	}
+	r, err := relay.New(rcfg, nil)
+	if err != nil {
+		t.Fatalf("relay.New: %v", err)
+	}
+	ws, err := transport.New(tcfg, r)
+	if err != nil {
+		t.Fatalf("transport.New: %v", err)
+	}
+	if err := ws.Start(); err != nil {
+		t.Fatalf("start websocket server: %v", err)
+	}
+	s := &Standalone{Router: r, WS: ws, URL: "ws://" + ws.Addr().String() + "/ws"}
+	t.Cleanup(func() { s.Close(t) })
+	return s
+}
+
+// Close shuts the relay down, failing the test if that takes over 5 s.
+func (s *Standalone) Close(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.WS.Close(ctx); err != nil {
+		t.Errorf("close websocket server: %v", err)
+	}
+}

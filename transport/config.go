@@ -1,0 +1,183 @@
+package transport
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults of Config, as documented on its fields.
+const (
+	DefaultListen            = "0.0.0.0:8787"
+	DefaultMaxMessageSize    = 1 << 20
+	DefaultMaxConns          = 10000
+	DefaultMaxConnsPerIP     = 100
+	DefaultSendQueueFrames   = 4096
+	DefaultSendQueueBytes    = 8 << 20
+	DefaultPingInterval      = 25 * time.Second
+	DefaultPongTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultReadBufferSize    = 1024
+)
+
+// DefaultConfig returns the operator defaults, each as documented in Config.
+func DefaultConfig() Config {
+	return Config{
+		Listen:            DefaultListen,
+		MaxMessageSize:    DefaultMaxMessageSize,
+		MaxConns:          DefaultMaxConns,
+		MaxConnsPerIP:     DefaultMaxConnsPerIP,
+		SendQueueFrames:   DefaultSendQueueFrames,
+		SendQueueBytes:    DefaultSendQueueBytes,
+		PingInterval:      DefaultPingInterval,
+		PongTimeout:       DefaultPongTimeout,
+		WriteTimeout:      DefaultWriteTimeout,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		HandshakeTimeout:  DefaultHandshakeTimeout,
+		ReadBufferSize:    DefaultReadBufferSize,
+	}
+}
+
+// Option configures what a programmer injects into a Server.
+type Option func(*options)
+
+type options struct {
+	log *slog.Logger
+}
+
+// WithLogger sets the logger. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// withDefaults returns cfg with every zero field set to its default.
+func (cfg Config) withDefaults() Config {
+	d := DefaultConfig()
+	if cfg.Listen == "" {
+		cfg.Listen = d.Listen
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = d.MaxMessageSize
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = d.MaxConns
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = d.MaxConnsPerIP
+	}
+	if cfg.SendQueueFrames == 0 {
+		cfg.SendQueueFrames = d.SendQueueFrames
+	}
+	if cfg.SendQueueBytes == 0 {
+		cfg.SendQueueBytes = d.SendQueueBytes
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = d.PingInterval
+	}
+	if cfg.PongTimeout == 0 {
+		cfg.PongTimeout = d.PongTimeout
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = d.WriteTimeout
+	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if cfg.ReadBufferSize == 0 {
+		cfg.ReadBufferSize = d.ReadBufferSize
+	}
+	return cfg
+}
+
+// validate checks a Config that has its defaults filled in.
+func (cfg *Config) validate() error {
+	var errs []error
+	neg := func(name string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", name, v))
+		}
+	}
+	neg("MaxMessageSize", cfg.MaxMessageSize)
+	neg("MaxConns", int64(cfg.MaxConns))
+	neg("MaxConnsPerIP", int64(cfg.MaxConnsPerIP))
+	neg("SendQueueFrames", int64(cfg.SendQueueFrames))
+	neg("SendQueueBytes", int64(cfg.SendQueueBytes))
+	neg("ReadBufferSize", int64(cfg.ReadBufferSize))
+	negDur := func(name string, v time.Duration) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", name, v))
+		}
+	}
+	negDur("PingInterval", cfg.PingInterval)
+	negDur("PongTimeout", cfg.PongTimeout)
+	negDur("WriteTimeout", cfg.WriteTimeout)
+	negDur("ReadHeaderTimeout", cfg.ReadHeaderTimeout)
+	negDur("HandshakeTimeout", cfg.HandshakeTimeout)
+	if cfg.PingInterval > 0 && cfg.PongTimeout > 0 && cfg.PongTimeout <= cfg.PingInterval {
+		errs = append(errs, fmt.Errorf("PongTimeout (%s) must be longer than PingInterval (%s)", cfg.PongTimeout, cfg.PingInterval))
+	}
+	if cfg.MaxMessageSize > 0 && cfg.SendQueueBytes > 0 && int64(cfg.SendQueueBytes) < cfg.MaxMessageSize {
+		errs = append(errs, fmt.Errorf("SendQueueBytes (%d) must be at least MaxMessageSize (%d), or one large frame makes a slow consumer", cfg.SendQueueBytes, cfg.MaxMessageSize))
+	}
+	if cfg.MaxConns > 0 && cfg.MaxConnsPerIP > cfg.MaxConns {
+		errs = append(errs, fmt.Errorf("MaxConnsPerIP (%d) must not exceed MaxConns (%d)", cfg.MaxConnsPerIP, cfg.MaxConns))
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TLSCertFile and TLSKeyFile must be set together"))
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if _, err := normalizeOrigin(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("transport: invalid config: %w", err)
+	}
+	return nil
+}
+
+// normalizeOrigin checks an AllowedOrigins entry and returns it in the form
+// compared with the Origin header: "*" or scheme://host[:port].
+func normalizeOrigin(o string) (string, error) {
+	if o == "*" {
+		return o, nil
+	}
+	o = strings.TrimSuffix(strings.TrimSpace(o), "/")
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+		return "", fmt.Errorf("allowed origin %q: want \"*\" or scheme://host[:port]", o)
+	}
+	return o, nil
+}
+
+// loadTLS loads the certificate pair when configured.
+func (cfg *Config) loadTLS() (*tls.Config, error) {
+	if cfg.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("transport: load TLS key pair %q, %q: %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// HTTP/1.1 only: the WebSocket upgrade is an HTTP/1.1 affair.
+		NextProtos: []string{"http/1.1"},
+	}, nil
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
