@@ -25,6 +25,8 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			connectCommand(),
+			keygenCommand(),
+			idCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, by main, as one line.

@@ -1,0 +1,130 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// TestBroadcastFull: in a full mesh of three, a broadcast reaches the other
+// two exactly once and is not handed back to its publisher.
+func TestBroadcastFull(t *testing.T) {
+	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
+	connectFull(t, a, b, c)
+	testBroadcastOnce(t, a, b, c)
+}
+
+// TestBroadcastLine: A-B-C, A and C not connected; B forwards.
+func TestBroadcastLine(t *testing.T) {
+	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
+	connectLine(t, a, b, c)
+	if a.Host().Network().Connectedness(c.ID()) == network.Connected {
+		t.Fatal("a and c must not be connected")
+	}
+	testBroadcastOnce(t, a, b, c)
+	testBroadcastOnce(t, c, a, b)
+}
+
+func testBroadcastOnce(t *testing.T, from *tnode, to ...*tnode) {
+	t.Helper()
+	id := fmt.Sprintf("m-%d", time.Now().UnixNano())
+	from.NodeJoined("sender-" + from.name)
+	env := envelope(t, "EntryAnnounce", id, "sender-"+from.name, "", `{"n":1}`)
+	if err := from.Broadcast(env); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range to {
+		waitDelivered(t, n, env.Sender, id, 1)
+	}
+	stays(t, 300*time.Millisecond, func() error {
+		for _, n := range to {
+			if k := n.rec.count(env.Sender, id); k != 1 {
+				return fmt.Errorf("%s got %d copies", n.name, k)
+			}
+		}
+		if k := from.rec.count(env.Sender, id); k != 0 {
+			return fmt.Errorf("publisher %s got its own broadcast %d times", from.name, k)
+		}
+		return nil
+	})
+	for _, n := range to {
+		n.rec.mu.Lock()
+		got := n.rec.got[len(n.rec.got)-1]
+		n.rec.mu.Unlock()
+		if string(got.Raw) != string(env.Raw) {
+			t.Fatalf("%s: bytes changed:\n got %s\nwant %s", n.name, got.Raw, env.Raw)
+		}
+	}
+}
+
+// TestBroadcastMultiHomed: the same (sender, message_id) published by two
+// relays (a node connected to both) is delivered once per receiving Node.
+func TestBroadcastMultiHomed(t *testing.T) {
+	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
+	connectFull(t, a, b, c)
+	a.NodeJoined("mh")
+	b.NodeJoined("mh")
+	waitRemote(t, c, "mh", true, 5*time.Second)
+	env := envelope(t, "EntryAnnounce", "dup-1", "mh", "", `{"k":"v"}`)
+	if err := a.Broadcast(env); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Broadcast(env); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(t, c, "mh", "dup-1", 1)
+	stays(t, 500*time.Millisecond, func() error {
+		for _, n := range []*tnode{a, b, c} {
+			if k := n.rec.count("mh", "dup-1"); k > 1 {
+				return fmt.Errorf("%s got %d copies", n.name, k)
+			}
+		}
+		if k := c.rec.count("mh", "dup-1"); k != 1 {
+			return fmt.Errorf("c got %d copies", k)
+		}
+		return nil
+	})
+	if a.RemoteNodes() == nil || !hasRemote(a, "mh") || !hasRemote(c, "mh") {
+		t.Fatal("multi-homed node missing from the directory")
+	}
+	k := 0
+	for _, id := range c.RemoteNodes() {
+		if id == "mh" {
+			k++
+		}
+	}
+	if k != 1 {
+		t.Fatalf("RemoteNodes lists mh %d times, want once", k)
+	}
+}
+
+// TestBroadcastBurst: a burst of several thousand broadcasts from one relay
+// arrives complete at the others, with no drop counted anywhere.
+func TestBroadcastBurst(t *testing.T) {
+	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
+	connectLine(t, a, b, c)
+	a.NodeJoined("burster")
+	waitRemote(t, c, "burster", true, 5*time.Second)
+	const total = 5000
+	start := time.Now()
+	for i := range total {
+		env := envelope(t, "EntryAnnounce", fmt.Sprintf("b-%d", i), "burster", "", `{"entry":"0123456789abcdef0123456789abcdef0123456789abcdef"}`)
+		if err := a.Broadcast(env); err != nil {
+			t.Fatalf("broadcast %d: %v", i, err)
+		}
+	}
+	checkFor(t, 60*time.Second, func() error {
+		if b.rec.total() != total || c.rec.total() != total {
+			return fmt.Errorf("b got %d, c got %d of %d", b.rec.total(), c.rec.total(), total)
+		}
+		return nil
+	})
+	t.Logf("%d broadcasts over 2 hops in %v", total, time.Since(start))
+	for _, n := range []*tnode{a, b, c} {
+		if d := n.tracer.dropped(); d != 0 {
+			t.Errorf("%s dropped %d messages", n.name, d)
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package node
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func testDir(t *testing.T, mod func(*Config)) *directory {
+	t.Helper()
+	cfg := DefaultConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newDirectory(cfg, m)
+}
+
+func randPeer(t *testing.T) peer.ID {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(k)
+	return id
+}
+
+func pm(typ string, epoch int64, seq uint64, nodes ...string) *PresenceMessage {
+	return &PresenceMessage{Type: typ, Epoch: epoch, Seq: seq, IntervalMS: 2000, Nodes: nodes}
+}
+
+func sorted(s []string) []string { slices.Sort(s); return s }
+
+func TestDirectoryOrdering(t *testing.T) {
+	d := testDir(t, nil)
+	r := randPeer(t)
+	now := time.Now()
+	d.apply(r, pm(PresenceSnapshot, 10, 1, "a", "b"), nil, now)
+	d.apply(r, pm(PresenceJoin, 10, 3, "c"), nil, now)
+	d.apply(r, pm(PresenceLeave, 10, 2, "a"), nil, now) // stale: seq 2 < 3
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("after stale leave: %v", got)
+	}
+	d.apply(r, pm(PresenceSnapshot, 10, 4, "b", "c"), nil, now) // authoritative
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("after snapshot: %v", got)
+	}
+	d.apply(r, pm(PresenceSnapshot, 9, 100, "old"), nil, now) // older epoch
+	if hasNode(d, "old") {
+		t.Fatal("older epoch applied")
+	}
+	d.apply(r, pm(PresenceJoin, 11, 1, "new"), nil, now) // restart: old nodes gone
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"new"}) {
+		t.Fatalf("after restart: %v", got)
+	}
+	// "a" left r recently: r may still speak for it within the grace.
+	v := d.speaks(r, "b", now.Add(time.Second))
+	if !v.held || !v.originKnown {
+		t.Fatalf("speaks(b) = %+v", v)
+	}
+}
+
+func hasNode(d *directory, id string) bool { return slices.Contains(d.remoteNodes(), id) }
+
+func TestDirectoryParts(t *testing.T) {
+	d := testDir(t, nil)
+	r := randPeer(t)
+	now := time.Now()
+	d.apply(r, pm(PresenceSnapshot, 1, 1, "x"), nil, now)
+	p0 := pm(PresenceSnapshot, 1, 2, "a", "b")
+	p0.Part, p0.Parts = 0, 2
+	p1 := pm(PresenceSnapshot, 1, 2, "c")
+	p1.Part, p1.Parts = 1, 2
+	d.apply(r, p1, nil, now)
+	if got := d.remoteNodes(); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("half a snapshot applied: %v", got)
+	}
+	d.apply(r, p1, nil, now) // duplicate part
+	d.apply(r, p0, nil, now)
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("assembled: %v", got)
+	}
+}
+
+func TestDirectoryMultiHomedAndExpiry(t *testing.T) {
+	d := testDir(t, nil)
+	r1, r2 := randPeer(t), randPeer(t)
+	now := time.Now()
+	d.apply(r1, pm(PresenceSnapshot, 1, 1, "m", "only1"), nil, now)
+	d.apply(r2, pm(PresenceSnapshot, 1, 1, "m"), nil, now.Add(4*time.Second))
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"m", "only1"}) {
+		t.Fatalf("nodes: %v", got)
+	}
+	if h := d.holdersOf("m"); len(h) != 2 {
+		t.Fatalf("holders of m: %v", h)
+	}
+	// 3 missed 2 s snapshots: r1 expires at +6 s, r2 (seen at +4 s) not.
+	if gone := d.expire(now.Add(5900 * time.Millisecond)); len(gone) != 0 {
+		t.Fatalf("expired early: %v", gone)
+	}
+	if gone := d.expire(now.Add(6100 * time.Millisecond)); len(gone) != 1 || gone[0] != r1 {
+		t.Fatalf("expired %v, want r1", gone)
+	}
+	if got := d.remoteNodes(); !slices.Equal(got, []string{"m"}) {
+		t.Fatalf("after expiry: %v", got)
+	}
+	if d.expiryFor(60_000) != 3*maxPresenceInterval || d.expiryFor(1) != 3*minPresenceInterval {
+		t.Fatal("announced interval not clamped")
+	}
+}
+
+func TestDirectoryBounds(t *testing.T) {
+	d := testDir(t, func(c *Config) { c.MaxRelays = 2; c.MaxNodesPerRelay = 3; c.MaxDirectoryEntries = 4 })
+	r1, r2, r3 := randPeer(t), randPeer(t), randPeer(t)
+	now := time.Now()
+	d.apply(r1, pm(PresenceJoin, 1, 1, "a", "b", "c", "d", "e"), nil, now)
+	if n := len(d.remoteNodes()); n != 3 {
+		t.Fatalf("per-relay bound: %d nodes", n)
+	}
+	d.apply(r2, pm(PresenceJoin, 1, 1, "f", "g"), nil, now)
+	if n := len(d.remoteNodes()); n != 4 {
+		t.Fatalf("total bound: %d nodes", n)
+	}
+	d.apply(r3, pm(PresenceJoin, 1, 1, "h"), nil, now)
+	if hasNode(d, "h") || len(d.snapshot()) != 2 {
+		t.Fatal("relay bound not enforced")
+	}
+}
+
+func TestParsePresence(t *testing.T) {
+	n := &Node{cfg: DefaultConfig().withDefaults()}
+	many := `"n"` + strings.Repeat(`,"n"`, MaxPresenceNodes)
+	relay := randPeer(t).String()
+	ok := `{"type":"snapshot","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":2000,"addrs":["/ip4/1.2.3.4/tcp/4001"],"nodes":["a"]}`
+	if _, _, _, reason := n.parsePresence([]byte(ok)); reason != "" {
+		t.Fatalf("valid message refused: %s", reason)
+	}
+	for name, tc := range map[string]struct{ data, reason string }{
+		"garbage":    {`nope`, "invalid_json"},
+		"type":       {`{"type":"hello","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"nodes":[]}`, "bad_type"},
+		"relay":      {`{"type":"join","relay":"bob","epoch":1,"seq":1,"interval_ms":1,"nodes":[]}`, "bad_relay"},
+		"seq":        {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":0,"interval_ms":1,"nodes":[]}`, "bad_sequence"},
+		"epoch":      {`{"type":"join","relay":"` + relay + `","seq":1,"interval_ms":1,"nodes":[]}`, "bad_sequence"},
+		"too many":   {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"nodes":[` + many + `]}`, "too_many_nodes"},
+		"empty node": {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"nodes":[""]}`, "bad_node_id"},
+		"long node":  {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"nodes":["` + strings.Repeat("x", 257) + `"]}`, "bad_node_id"},
+		"addr":       {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"addrs":["1.2.3.4:5"],"nodes":[]}`, "bad_addr"},
+		"parts":      {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"parts":2,"nodes":[]}`, "bad_parts"},
+		"part":       {`{"type":"snapshot","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"part":2,"parts":2,"nodes":[]}`, "bad_parts"},
+	} {
+		if _, _, _, reason := n.parsePresence([]byte(tc.data)); reason != tc.reason {
+			t.Errorf("%s: reason %q, want %q", name, reason, tc.reason)
+		}
+	}
+}
+
+func TestChunkNodes(t *testing.T) {
+	n := &Node{cfg: DefaultConfig().withDefaults()}
+	n.cfg.MaxMessageSize = 16 << 10
+	var ids []string
+	for i := range 2000 {
+		ids = append(ids, strings.Repeat("n", 40)+string(rune('a'+i%26))+strings.Repeat("z", i%7))
+	}
+	chunks := n.chunkNodes(ids)
+	if len(chunks) < 2 {
+		t.Fatalf("%d chunks", len(chunks))
+	}
+	total := 0
+	for _, c := range chunks {
+		total += len(c)
+		p := PresenceMessage{Type: PresenceSnapshot, Relay: randPeer(t).String(), Epoch: 1, Seq: 1, IntervalMS: 1, Nodes: c}
+		if b := mustJSON(t, p); len(b) > n.cfg.MaxMessageSize {
+			t.Fatalf("chunk of %d bytes over %d", len(b), n.cfg.MaxMessageSize)
+		}
+	}
+	if total != len(ids) {
+		t.Fatalf("chunks hold %d of %d ids", total, len(ids))
+	}
+}

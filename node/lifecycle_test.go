@@ -1,0 +1,53 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLifecycle(t *testing.T) {
+	cfg := testConfig(t)
+	n, err := New(context.Background(), cfg, WithLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Broadcast(envelope(t, "X", "1", "s", "", `{}`)); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Broadcast before Start: %v", err)
+	}
+	if len(n.Addrs()) == 0 || !strings.Contains(n.Addrs()[0].String(), "/p2p/"+n.ID().String()) {
+		t.Fatalf("Addrs: %v", n.Addrs())
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := n.Start(&recorder{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close: %v", err)
+	}
+	if n.Direct(envelope(t, "X", "1", "s", "r", `{}`)) {
+		t.Fatal("Direct after Close")
+	}
+	n.NodeJoined("x") // must not block or panic
+	n.NodeLeft("x")
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"listen":    func(c *Config) { c.ListenAddrs = []string{"tcp/4001"} },
+		"bootstrap": func(c *Config) { c.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001"} }, // no /p2p
+		"network":   func(c *Config) { c.Network = "a/b" },
+		"interval":  func(c *Config) { c.PresenceInterval = time.Minute },
+	} {
+		cfg := testConfig(t)
+		mod(&cfg)
+		if n, err := New(context.Background(), cfg); err == nil {
+			n.Close()
+			t.Errorf("%s: New accepted a bad config", name)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's Prometheus collectors. Label values are fixed
+// small sets (never peer or node ids).
+type metrics struct {
+	drops          *prometheus.CounterVec   // reason
+	validation     *prometheus.CounterVec   // topic, result, reason
+	delivered      *prometheus.CounterVec   // kind: broadcast, direct
+	published      prometheus.Counter       // broadcasts handed to pubsub
+	dirNodes       prometheus.Gauge         // distinct remote node ids
+	dirRelays      prometheus.Gauge         // relays in the directory
+	dirRefused     prometheus.Counter       // presence updates refused by a bound
+	directSent     prometheus.Counter       // direct frames written
+	directFailed   *prometheus.CounterVec   // reason
+	directLatency  prometheus.Histogram     // enqueue -> written
+	directRecv     *prometheus.CounterVec   // kind: message, nack
+	bootstrapDials *prometheus.CounterVec   // result
+	peerScore      *prometheus.HistogramVec // sampled gossip scores
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "gsio", "node"
+	m := &metrics{
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "dropped_total",
+			Help: "Messages dropped by the federation layer, by reason (outbound_queue_full, validate_queue_full, validate_throttled, subscriber_too_slow, publish_queue_full, direct_queue_full, speak_for_pending_full, undeliverable_queue_full).",
+		}, []string{"reason"}),
+		validation: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "validation_total",
+			Help: "Validation results of gossip and direct messages by topic (broadcast, presence, direct), result (accept, reject, ignore) and reason.",
+		}, []string{"topic", "result", "reason"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "delivered_total",
+			Help: "Messages from other relays handed to the router, by kind (broadcast, direct).",
+		}, []string{"kind"}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "broadcast_published_total",
+			Help: "Local broadcasts published on the broadcast topic.",
+		}),
+		dirNodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "directory_nodes",
+			Help: "Distinct node ids held by other relays.",
+		}),
+		dirRelays: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "directory_relays",
+			Help: "Other relays in the presence directory.",
+		}),
+		dirRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "directory_refused_total",
+			Help: "Presence updates refused because a directory bound (relays, entries) was reached.",
+		}),
+		directSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "direct_sent_total",
+			Help: "Direct messages written to a " + DirectProtocol + " stream.",
+		}),
+		directFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "direct_failed_total",
+			Help: "Direct messages that could not be sent, by reason (dial, stream, write, queue_full, closed).",
+		}, []string{"reason"}),
+		directLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "direct_send_seconds",
+			Help:    "Time from Direct to the frame written on the stream (includes dialling).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		directRecv: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "direct_received_total",
+			Help: "Frames received on " + DirectProtocol + " streams, by kind (message, nack).",
+		}, []string{"kind"}),
+		bootstrapDials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "bootstrap_dials_total",
+			Help: "Bootstrap dials by result (ok, error).",
+		}, []string{"result"}),
+		peerScore: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "peer_score",
+			Help:    "Sampled GossipSub scores of connected peers, by sign (negative, nonnegative).",
+			Buckets: []float64{-1000, -100, -80, -50, -10, 0, 1, 10, 100},
+		}, []string{"sign"}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.drops, m.validation, m.delivered, m.published, m.dirNodes, m.dirRelays,
+		m.dirRefused, m.directSent, m.directFailed, m.directLatency, m.directRecv,
+		m.bootstrapDials, m.peerScore,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

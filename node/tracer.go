@@ -1,0 +1,153 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// tracer is the pubsub RawTracer: it counts every drop (metric and the
+// aggregated log line of sweepLoop) and tracks mesh membership. Pubsub
+// calls it synchronously from its event loop, so each method only takes a
+// short lock.
+type tracer struct {
+	m        *metrics
+	topicTag func(string) string
+
+	mu    sync.Mutex     // guards drops, total and mesh
+	drops map[string]int // since the last takeDrops
+	total int            // since start
+	mesh  map[string]map[peer.ID]struct{}
+}
+
+var _ pubsub.RawTracer = (*tracer)(nil)
+
+func newTracer(n *Node) *tracer {
+	bt, pt := n.Topics()
+	return &tracer{
+		m: n.m,
+		topicTag: func(t string) string {
+			switch t {
+			case bt:
+				return "broadcast"
+			case pt:
+				return "presence"
+			}
+			return "other"
+		},
+		drops: map[string]int{},
+		mesh:  map[string]map[peer.ID]struct{}{},
+	}
+}
+
+// drop counts k dropped messages for reason.
+func (t *tracer) drop(reason string, k int) {
+	t.m.drops.WithLabelValues(reason).Add(float64(k))
+	t.mu.Lock()
+	t.drops[reason] += k
+	t.total += k
+	t.mu.Unlock()
+}
+
+// takeDrops returns and resets the drop counts since the last call.
+func (t *tracer) takeDrops() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.drops) == 0 {
+		return nil
+	}
+	d := t.drops
+	t.drops = map[string]int{}
+	return d
+}
+
+// dropped is the number of messages dropped since start.
+func (t *tracer) dropped() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total
+}
+
+func (t *tracer) meshPeers(topic string) []peer.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]peer.ID, 0, len(t.mesh[topic]))
+	for p := range t.mesh[topic] {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (t *tracer) Graft(p peer.ID, topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.mesh[topic]
+	if s == nil {
+		s = map[peer.ID]struct{}{}
+		t.mesh[topic] = s
+	}
+	s[p] = struct{}{}
+}
+
+func (t *tracer) Prune(p peer.ID, topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.mesh[topic], p)
+}
+
+// removePeer forgets p's mesh membership (pubsub emits no PRUNE event
+// when a peer disconnects).
+func (t *tracer) removePeer(p peer.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.mesh {
+		delete(s, p)
+	}
+}
+
+func (t *tracer) Leave(topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.mesh, topic)
+}
+
+func (t *tracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
+	k := len(rpc.GetPublish())
+	if k == 0 {
+		t.drop("outbound_control_dropped", 1)
+		return
+	}
+	t.drop("outbound_queue_full", k)
+}
+
+func (t *tracer) RejectMessage(msg *pubsub.Message, reason string) {
+	switch reason {
+	case pubsub.RejectValidationQueueFull:
+		t.drop("validate_queue_full", 1)
+	case pubsub.RejectValidationThrottled:
+		t.drop("validate_throttled", 1)
+	case pubsub.RejectValidationFailed, pubsub.RejectValidationIgnored:
+		// counted by our validators
+	default:
+		// signature and origin checks done by pubsub itself
+		t.m.validation.WithLabelValues(t.topicTag(msg.GetTopic()), "reject", reason).Inc()
+	}
+}
+
+func (t *tracer) UndeliverableMessage(msg *pubsub.Message) {
+	t.drop("subscriber_too_slow", 1)
+}
+
+func (t *tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (t *tracer) OnClosedOutboundStream(peer.ID)                       {}
+func (t *tracer) Join(string)                                          {}
+func (t *tracer) ValidateMessage(*pubsub.Message)                      {}
+func (t *tracer) DeliverMessage(*pubsub.Message)                       {}
+func (t *tracer) DuplicateMessage(*pubsub.Message)                     {}
+func (t *tracer) ThrottlePeer(peer.ID)                                 {}
+func (t *tracer) RecvRPC(*pubsub.RPC)                                  {}
+func (t *tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (t *tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
