@@ -31,3 +31,67 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# --- Docker image and testnet (README "Docker", "Testnet") ---
+# The image is FROM scratch around the static binary built here: nothing is
+# pulled from a registry. Tags: gsio-relay:dev and gsio-relay:<version>.
+IMAGE      ?= gsio-relay
+DOCKER_TAG := $(shell echo '$(VERSION)' | tr -c 'A-Za-z0-9_.\n-' '-')
+RELAYS     ?= 3
+TESTNET    := RELAYS=$(RELAYS) IMAGE=$(IMAGE):dev TNCTL=$(CURDIR)/bin/tnctl testnet/docker/testnet.sh
+
+.PHONY: docker testnet-up testnet-down testnet-logs testnet-status testnet-test tnctl
+
+docker:
+	mkdir -p bin/docker/data
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/docker/gsio-relay ./cmd/gsio-relay
+	docker build -q -f docker/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE):dev -t $(IMAGE):$(DOCKER_TAG) bin/docker
+	@docker image inspect -f '{{.Size}}' $(IMAGE):dev | awk '{printf "image $(IMAGE):dev $(IMAGE):$(DOCKER_TAG): %.1f MB\n", $$1/1e6}'
+
+tnctl:
+	$(GO) build -o bin/tnctl ./testnet/docker/tnctl
+
+# N relays (RELAYS=5 make testnet-up), returns once all are healthy and
+# every relay delivers to every other.
+testnet-up: docker tnctl
+	$(TESTNET) up
+
+testnet-down:
+	$(TESTNET) down
+
+testnet-logs:
+	$(TESTNET) logs
+
+testnet-status:
+	$(TESTNET) status
+
+# Drives the running testnet (make testnet-up) through its published ports.
+testnet-test:
+	$(GO) test -race -count=1 -timeout 20m -tags testnet -v ./testnet/docker/
+
+# --- Benchmark (docs/BENCHMARKS.md) ---
+# cmd/gsio-bench runs S1-S4 against gsio-relay processes (bin/gsio-relay),
+# against nats-server over WebSocket as the reference, and S1 against its own
+# reference hub (the generator's ceiling), then prints the table. nats-server
+# is a benchmark-only tool built into .bench/, never a dependency of the relay.
+# BENCH_RELAY_FLAGS lift the per-connection rate limit (one publisher sends
+# tens of thousands of messages/s) and the connection limits (S4: 10,000
+# clients from 127.0.0.1). Extra generator flags: BENCH_ARGS, e.g.
+# BENCH_ARGS='--only S1,S2 --profile .bench/prof'.
+NATS_SERVER_VERSION ?= v2.15.3
+NATS_SERVER         := .bench/nats-server-$(NATS_SERVER_VERSION)/nats-server
+BENCH_RELAY_FLAGS   ?= --rate-limit 10000000 --rate-burst 10000000 --max-conns 20000 --max-conns-per-ip 20000
+BENCH_ARGS          ?=
+
+.PHONY: bench bench-tools
+
+bench-tools: $(NATS_SERVER)
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bench/gsio-bench ./cmd/gsio-bench
+
+$(NATS_SERVER):
+	GOBIN=$(CURDIR)/$(dir $(NATS_SERVER)) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+
+bench: build bench-tools
+	ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	./.bench/gsio-bench run --relay $(BIN) --nats-server $(NATS_SERVER) \
+		--relay-flags '$(BENCH_RELAY_FLAGS)' $(BENCH_ARGS)

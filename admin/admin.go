@@ -1,28 +1,78 @@
-// Package admin serves the relay's operator HTTP API: health and readiness
-// now, the inspection endpoints and /metrics as they are added.
+// Package admin serves the relay's operator HTTP API and is its client:
+// JSON inspection endpoints under /api/v1/ (info, peers, nodes, topics,
+// reservations), Prometheus /metrics, /healthz and /readyz. docs/ADMIN.md
+// documents every endpoint and field; api.go holds the documents' types,
+// shared by the server and Client (used by the CLI).
 //
-// It runs one goroutine (the HTTP server), started by Start and stopped by
-// Close.
+// The server reads a Source (RelaySource: node, router and WebSocket
+// server of one relay). It runs the HTTP server's goroutine, started by
+// Start, and, when the Source is a Sampler (RelaySource pings peers to
+// measure their latency), one sampling goroutine; Close stops both and
+// waits for them.
+//
+// A bearer token (Config.Token) guards everything but /healthz and
+// /readyz; Config.Validate refuses a listener beyond loopback without one.
 package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Config holds the admin listener's settings.
 type Config struct {
-	Listen string // address of the admin HTTP server; default "127.0.0.1:8788"
+	// Listen is the address of the admin HTTP server. Default
+	// "127.0.0.1:8788".
+	Listen string
+	// Token, when set, is required as "Authorization: Bearer <Token>" on
+	// every path but /healthz and /readyz. Required when Listen is not a
+	// loopback address. Default none.
+	Token string
 }
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config { return Config{Listen: "127.0.0.1:8788"} }
+
+// ErrTokenRequired is returned by Validate for a listener beyond loopback
+// without a token.
+var ErrTokenRequired = errors.New("an admin listener beyond loopback requires a token")
+
+// Validate checks the listen address and that a listener reachable beyond
+// loopback has a token.
+func (c Config) Validate() error {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listen address %q: %w", c.Listen, err)
+	}
+	if c.Token == "" && !IsLoopback(host) {
+		return fmt.Errorf("admin listen address %q: %w", c.Listen, ErrTokenRequired)
+	}
+	return nil
+}
+
+// IsLoopback reports whether host (an IP or "localhost") only accepts
+// connections from this machine. An empty host (all interfaces) or any
+// other name is not loopback.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
 
 // Option configures injected things.
 type Option func(*Server)
@@ -30,86 +80,241 @@ type Option func(*Server)
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
-// WithReady sets the readiness check; nil error means ready.
-func WithReady(f func() error) Option { return func(s *Server) { s.ready = f } }
+// WithSource sets what /api/v1 reports on; without it the API answers 404.
+// Its Ready is part of /readyz.
+func WithSource(src Source) Option { return func(s *Server) { s.src = src } }
 
-// WithHandler mounts an extra handler (e.g. /metrics) on the admin mux.
+// WithMetrics serves g at /metrics (the Prometheus text format).
+func WithMetrics(g prometheus.Gatherer) Option { return func(s *Server) { s.gatherer = g } }
+
+// WithReady adds a readiness check to /readyz; nil error means ready.
+func WithReady(f func() error) Option { return func(s *Server) { s.ready = append(s.ready, f) } }
+
+// WithHandler mounts an extra handler on the admin mux (behind the token).
 func WithHandler(pattern string, h http.Handler) Option {
-	return func(s *Server) { s.mux.Handle(pattern, h) }
+	return func(s *Server) { s.extra = append(s.extra, route{pattern, h}) }
+}
+
+// WithSampleInterval sets how often a Source that is a Sampler is sampled
+// (default 1 s).
+func WithSampleInterval(d time.Duration) Option { return func(s *Server) { s.sampleEvery = d } }
+
+type route struct {
+	pattern string
+	h       http.Handler
 }
 
 // Server is the admin HTTP server.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	ready func() error
-	mux   *http.ServeMux
-	srv   *http.Server
-	ln    net.Listener
-	wg    sync.WaitGroup
+	cfg         Config
+	log         *slog.Logger
+	src         Source
+	gatherer    prometheus.Gatherer
+	ready       []func() error
+	extra       []route
+	sampleEvery time.Duration
+	tokenHash   [sha256.Size]byte
+	mux         *http.ServeMux
+	srv         *http.Server
+
+	ctx    context.Context // cancelled by Close: ends the sampler
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu sync.Mutex // guards ln
+	ln net.Listener
 }
 
 // New validates cfg and builds the server.
 func New(cfg Config, opts ...Option) (*Server, error) {
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		return nil, fmt.Errorf("admin listen address %q: %w", cfg.Listen, err)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   slog.New(slog.DiscardHandler),
-		ready: func() error { return nil },
-		mux:   http.NewServeMux(),
+		cfg:         cfg,
+		log:         slog.New(slog.DiscardHandler),
+		sampleEvery: time.Second,
+		mux:         http.NewServeMux(),
 	}
 	for _, o := range opts {
 		o(s)
 	}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	if cfg.Token != "" {
+		s.tokenHash = sha256.Sum256([]byte(cfg.Token))
+	}
+	s.routes()
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start listens and serves in the background, and starts sampling the
+// Source when it is a Sampler.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listen: %w", err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.wg.Go(func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin server stopped", "err", err)
+		}
+	})
+	if sm, ok := s.src.(Sampler); ok {
+		s.wg.Go(func() { s.sample(sm) })
+	}
+	return nil
+}
+
+// sample calls sm.Sample at once and every sampleEvery until Close.
+func (s *Server) sample(sm Sampler) {
+	t := time.NewTicker(s.sampleEvery)
+	defer t.Stop()
+	for {
+		sm.Sample(s.ctx)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Addr is the bound address after Start, else nil.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// URL is the server's base URL after Start (http://host:port).
+func (s *Server) URL() string { return "http://" + s.Addr().String() }
+
+// Close stops the server and the sampler and waits for them, at most until
+// ctx ends (then open requests are cut).
+func (s *Server) Close(ctx context.Context) error {
+	s.cancel()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	s.wg.Wait()
+	return err
+}
+
+// serveHTTP checks the token, then dispatches.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Token != "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay admin"`)
+		writeJSON(w, http.StatusUnauthorized, apiError{"missing or invalid bearer token"})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// authorized compares the bearer token in constant time.
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(h[7:])))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenHash[:]) == 1
+}
+
+// Ready runs the readiness checks: the Source's, then WithReady's.
+func (s *Server) Ready() error {
+	if s.src != nil {
+		if err := s.src.Ready(); err != nil {
+			return err
+		}
+	}
+	for _, f := range s.ready {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, index)
+	})
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := s.ready(); err != nil {
+		w.Header().Set("Cache-Control", "no-store")
+		if err := s.Ready(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready:", err)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	s.srv = &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+	if s.gatherer != nil {
+		m.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}))
 	}
-	return s, nil
-}
-
-// Start listens and serves in the background.
-func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("admin listen: %w", err)
-	}
-	s.ln = ln
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
+	if s.src != nil {
+		api := func(f func() any) http.HandlerFunc {
+			return func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, f()) }
 		}
-	}()
-	return nil
+		m.HandleFunc("GET /api/v1/info", api(func() any { return s.src.Info() }))
+		m.HandleFunc("GET /api/v1/peers", api(func() any { return s.src.Peers() }))
+		m.HandleFunc("GET /api/v1/nodes", api(func() any { return s.src.Nodes() }))
+		m.HandleFunc("GET /api/v1/topics", api(func() any { return s.src.Topics() }))
+		m.HandleFunc("GET /api/v1/reservations", api(func() any { return s.src.Reservations() }))
+	}
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, apiError{"no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	for _, r := range s.extra {
+		m.Handle(r.pattern, r.h)
+	}
 }
 
-// Addr is the bound address after Start.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+const index = `gsio-relay admin API
+  GET /api/v1/info          this relay: peer ID, addresses, counts
+  GET /api/v1/peers         connected libp2p peers
+  GET /api/v1/nodes         gsio-nodes, on this relay and federation-wide
+  GET /api/v1/topics        GossipSub topics and their peers
+  GET /api/v1/reservations  circuit relay v2 reservations
+  GET /metrics              Prometheus metrics
+  GET /healthz              200 while the process runs
+  GET /readyz               200 when ready, 503 with the reason when not
+See docs/ADMIN.md.
+`
 
-// Close stops the server and waits for it.
-func (s *Server) Close(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	s.wg.Wait()
-	return err
+// writeJSON writes v as indented JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(apiError{"encode response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 }

@@ -121,7 +121,7 @@ func BenchmarkMessageID(b *testing.B) {
 func BenchmarkBroadcast(b *testing.B) {
 	for _, sign := range []bool{true, false} {
 		b.Run(fmt.Sprintf("sign=%v", sign), func(b *testing.B) {
-			mod := func(c *Config) { c.SignMessages = sign }
+			mod := func(c *Config) { c.NoSign = !sign }
 			x, y := newNode(b, "x", mod), newNode(b, "y", mod)
 			connectFull(b, x, y)
 			x.NodeJoined("bench")

@@ -128,3 +128,19 @@ func TestBroadcastBurst(t *testing.T) {
 		}
 	}
 }
+
+// TestBroadcastNoSign: the StrictNoSign policy (NoSign=true) works
+// end to end: presence, broadcast and direct.
+func TestBroadcastNoSign(t *testing.T) {
+	nosign := func(c *Config) { c.NoSign = true }
+	a, b, c := newNode(t, "a", nosign), newNode(t, "b", nosign), newNode(t, "c", nosign)
+	connectLine(t, a, b, c)
+	c.NodeJoined("carol")
+	waitRemote(t, a, "carol", true, 5*time.Second)
+	testBroadcastOnce(t, a, b, c)
+	a.NodeJoined("alice")
+	if !a.Direct(envelope(t, "EntryRequest", "ns-1", "alice", "carol", `{}`)) {
+		t.Fatal("no relay for carol")
+	}
+	waitDelivered(t, c, "alice", "ns-1", 1)
+}

@@ -70,12 +70,13 @@ type Config struct {
 	// frame the WebSocket side accepts (1 MiB) fits with a relay-assigned
 	// message_id.
 	MaxMessageSize int
-	// SignMessages selects the GossipSub signature policy: true is
-	// StrictSign (every message carries its origin relay's peer id, a
-	// sequence number and an Ed25519 signature; required for the speak-for
-	// rule), false is StrictNoSign. All relays of a federation must agree.
-	// Default true; see docs/PROTOCOL.md for the measured cost.
-	SignMessages bool
+	// NoSign selects the GossipSub signature policy: false (the default,
+	// also the zero value) is StrictSign: every message carries its origin
+	// relay's peer id, a sequence number and an Ed25519 signature, which
+	// the speak-for and presence rules need. true is StrictNoSign (cheaper,
+	// unauthenticated gossip; closed federations only). All relays of a
+	// federation must agree. See docs/PROTOCOL.md for the measured cost.
+	NoSign bool
 	// PresenceInterval is the period of presence snapshots. A relay's
 	// nodes expire PresenceMissed intervals (of the interval it announces,
 	// clamped to [50 ms, 8 s]) after its last presence message. Default 2 s:
@@ -87,8 +88,8 @@ type Config struct {
 	PresenceMissed int
 	// SpeakForWait is how long a message from a relay that does not (yet)
 	// announce its sender is held before it is rejected: the honest race
-	// of a node that moved and whose join is still on its way. Default
-	// 3 * PresenceInterval (6 s).
+	// of a node that moved and whose join is still on its way. Default 0,
+	// meaning 3 * PresenceInterval (6 s).
 	SpeakForWait time.Duration
 	// MaxRelays bounds the relays in the presence directory. Default 256.
 	MaxRelays int
@@ -163,10 +164,8 @@ func DefaultConfig() Config {
 		BootstrapBackoffMax:   30 * time.Second,
 		Network:               DefaultNetwork,
 		MaxMessageSize:        1<<20 + 4<<10,
-		SignMessages:          true,
 		PresenceInterval:      2 * time.Second,
 		PresenceMissed:        3,
-		SpeakForWait:          6 * time.Second,
 		MaxRelays:             256,
 		MaxNodesPerRelay:      10000,
 		MaxDirectoryEntries:   100000,
@@ -188,9 +187,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults fills zero fields from DefaultConfig. SignMessages is a bool
-// and cannot be told apart from "unset": a Config not built from
-// DefaultConfig gets StrictNoSign unless it sets it.
+// withDefaults fills zero fields from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.DataDir == "" {
@@ -327,9 +324,9 @@ type options struct {
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithRegisterer registers the node's metrics (and go-libp2p's) with r.
-// Without it the metrics are kept in a private registry and libp2p metrics
-// are off.
+// WithRegisterer registers the node's metrics (gsio_node_*) and
+// go-libp2p's with r. Without it the node's metrics are kept unregistered
+// and libp2p metrics are off.
 func WithRegisterer(r prometheus.Registerer) Option {
 	return func(o *options) { o.registerer = r }
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func testDir(t *testing.T, mod func(*Config)) *directory {
@@ -17,11 +16,7 @@ func testDir(t *testing.T, mod func(*Config)) *directory {
 	if mod != nil {
 		mod(&cfg)
 	}
-	m, err := newMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newDirectory(cfg, m)
+	return newDirectory(cfg.withDefaults(), newMetrics())
 }
 
 func randPeer(t *testing.T) peer.ID {
@@ -62,10 +57,14 @@ func TestDirectoryOrdering(t *testing.T) {
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"new"}) {
 		t.Fatalf("after restart: %v", got)
 	}
-	// "a" left r recently: r may still speak for it within the grace.
+	// "b" left r (restart) recently: r may still speak for it within the
+	// grace (SpeakForWait), not after.
 	v := d.speaks(r, "b", now.Add(time.Second))
 	if !v.held || !v.originKnown {
 		t.Fatalf("speaks(b) = %+v", v)
+	}
+	if v := d.speaks(r, "b", now.Add(time.Minute)); v.held {
+		t.Fatalf("speaks(b) after the grace = %+v", v)
 	}
 }
 

@@ -126,7 +126,7 @@ func (n *Node) pubsubOptions(o options) []pubsub.Option {
 		gp = *o.gossipParams
 	}
 	policy := pubsub.StrictSign
-	if !n.cfg.SignMessages {
+	if n.cfg.NoSign {
 		policy = pubsub.StrictNoSign
 	}
 	opts := []pubsub.Option{
@@ -145,7 +145,7 @@ func (n *Node) pubsubOptions(o options) []pubsub.Option {
 		pubsub.WithPeerScore(ScoreParams(n.cfg.Network), ScoreThresholds()),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.inspectScores), n.cfg.ScoreInspectInterval),
 	}
-	if !n.cfg.SignMessages {
+	if n.cfg.NoSign {
 		// StrictNoSign with an author would still send From/Seqno; the
 		// message id is content-derived anyway.
 		opts = append(opts, pubsub.WithNoAuthor())
@@ -198,7 +198,7 @@ func (n *Node) joinTopics() error {
 // origin is the authenticated author of a gossip message: the From field
 // under StrictSign; "" under StrictNoSign (unknown).
 func (n *Node) origin(m *pubsub.Message) peer.ID {
-	if !n.cfg.SignMessages {
+	if n.cfg.NoSign {
 		return ""
 	}
 	return m.GetFrom()
@@ -241,7 +241,7 @@ func (n *Node) validateBroadcast(ctx context.Context, src peer.ID, m *pubsub.Mes
 			return r
 		}
 	}
-	m.ValidatorData = &env
+	m.ValidatorData = &accepted{env: env, at: time.Now()}
 	n.countValidation("broadcast", pubsub.ValidationAccept, "")
 	return pubsub.ValidationAccept
 }
@@ -339,13 +339,22 @@ func (n *Node) subLoop(sub *pubsub.Subscription, handle func(*pubsub.Message)) {
 	}
 }
 
+// accepted is what validateBroadcast hands to onBroadcast.
+type accepted struct {
+	env message.Envelope
+	at  time.Time
+}
+
 func (n *Node) onBroadcast(m *pubsub.Message) {
-	env, ok := m.ValidatorData.(*message.Envelope)
+	a, ok := m.ValidatorData.(*accepted)
 	if !ok {
 		return
 	}
+	// How far the subscription reader lags behind validation; when the
+	// subscription buffer overflows pubsub drops (subscriber_too_slow).
+	n.m.subLag.Observe(time.Since(a.at).Seconds())
 	n.m.delivered.WithLabelValues("broadcast").Inc()
-	n.recv.Deliver(env)
+	n.recv.Deliver(&a.env)
 }
 
 // Broadcast queues env.Raw for publication on the broadcast topic. It never

@@ -124,7 +124,8 @@ func TestPlainGossipSubPeer(t *testing.T) {
 // before B's join reached C: C holds the message until the join arrives and
 // then delivers it (no rejection).
 func TestSpeakForRace(t *testing.T) {
-	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
+	wait := func(c *Config) { c.SpeakForWait = 3 * time.Second }
+	a, b, c := newNode(t, "a", wait), newNode(t, "b", wait), newNode(t, "c", wait)
 	connectFull(t, a, b, c)
 	a.NodeJoined("mover")
 	waitRemote(t, c, "mover", true, 5*time.Second)
@@ -134,7 +135,7 @@ func TestSpeakForRace(t *testing.T) {
 	if err := b.Broadcast(env); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the join is late (SpeakForWait is 1 s)
+	time.Sleep(300 * time.Millisecond) // the join is late (SpeakForWait is 3 s)
 	b.NodeJoined("mover")
 	a.NodeLeft("mover")
 	waitDelivered(t, c, "mover", "race-1", 1)

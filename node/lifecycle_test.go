@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -49,5 +51,32 @@ func TestConfigErrors(t *testing.T) {
 			n.Close()
 			t.Errorf("%s: New accepted a bad config", name)
 		}
+	}
+}
+
+func TestMetricsRegistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n, err := New(context.Background(), testConfig(t), WithLogger(testLogger()), WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "gsio_node_directory_nodes" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("gsio_node_directory_nodes not registered")
+	}
+	// A second node on the same registry: a clear error, nothing leaked.
+	if n2, err := New(context.Background(), testConfig(t), WithLogger(testLogger()), WithRegisterer(reg)); err == nil {
+		n2.Close()
+		t.Fatal("duplicate registration accepted")
 	}
 }

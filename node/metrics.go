@@ -20,9 +20,11 @@ type metrics struct {
 	directRecv     *prometheus.CounterVec   // kind: message, nack
 	bootstrapDials *prometheus.CounterVec   // result
 	peerScore      *prometheus.HistogramVec // sampled gossip scores
+	subLag         prometheus.Histogram     // validation -> subscription reader
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics creates the collectors (unregistered: see register).
+func newMetrics() *metrics {
 	const ns, sub = "gsio", "node"
 	m := &metrics{
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -79,15 +81,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Sampled GossipSub scores of connected peers, by sign (negative, nonnegative).",
 			Buckets: []float64{-1000, -100, -80, -50, -10, 0, 1, 10, 100},
 		}, []string{"sign"}),
+		subLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "subscription_lag_seconds",
+			Help:    "Time from a broadcast's acceptance by the validator to its hand-over to the router (subscription backlog).",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}),
 	}
-	for _, c := range []prometheus.Collector{
+	return m
+}
+
+// register registers every collector with reg; on an error it
+// unregisters those it registered.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	cs := []prometheus.Collector{
 		m.drops, m.validation, m.delivered, m.published, m.dirNodes, m.dirRelays,
 		m.dirRefused, m.directSent, m.directFailed, m.directLatency, m.directRecv,
-		m.bootstrapDials, m.peerScore,
-	} {
+		m.bootstrapDials, m.peerScore, m.subLag,
+	}
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return err
 		}
 	}
-	return m, nil
+	return nil
 }

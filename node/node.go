@@ -24,7 +24,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gsio-net/gsio-relay/message"
 )
@@ -132,14 +131,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	reg := o.registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("node metrics: %w", err)
-	}
+	m := newMetrics()
 	key, err := LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -201,6 +193,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		return nil, fmt.Errorf("gossipsub: %w", err)
 	}
 	n.ps = ps
+	if o.registerer != nil {
+		if err := m.register(o.registerer); err != nil {
+			_ = n.Close()
+			return nil, fmt.Errorf("node metrics: %w", err)
+		}
+	}
 	n.log.Info("libp2p host up", "addrs", fmt.Sprint(n.Addrs()))
 	return n, nil
 }

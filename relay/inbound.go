@@ -17,6 +17,7 @@ const (
 // deliver locally and hand to the mesh.
 func (r *Router) Frame(c *transport.Conn, data []byte) {
 	s := c.Tag().(*session)
+	s.in.Add(1)
 	if !r.admit(s, data) {
 		return
 	}
@@ -27,14 +28,14 @@ func (r *Router) Frame(c *transport.Conn, data []byte) {
 		if errors.As(err, &perr) {
 			code, msg = perr.Code, perr.Msg
 		}
-		r.metrics.In.WithLabelValues("invalid").Inc()
+		r.metrics.drop(DropInvalid)
 		r.sendError(c, s.nodeID, code, msg, env.ID)
 		return
 	}
 	if s.nodeID == "" {
 		r.bind(s, env.Sender)
 	} else if env.Sender != s.nodeID {
-		r.metrics.In.WithLabelValues("invalid").Inc()
+		r.metrics.drop(DropSenderMismatch)
 		r.sendError(c, s.nodeID, message.CodeSenderMismatch,
 			"sender_id differs from the node id bound to this connection", env.ID)
 		return
@@ -47,6 +48,7 @@ func (r *Router) Frame(c *transport.Conn, data []byte) {
 		r.log.Debug("duplicate dropped", "node", env.Sender, "id", env.ID)
 		return
 	}
+	r.metrics.countIn(env.Type, RouteLocal, len(env.Raw))
 	// The frame holds the one copy of the message that outlives data (a
 	// pooled read buffer): the mesh gets the same bytes.
 	f := transport.NewFrame(env.Raw)
@@ -71,7 +73,7 @@ func (r *Router) admit(s *session, data []byte) bool {
 		s.window, s.refused, s.notified = now, 0, false
 	}
 	s.refused++
-	r.metrics.In.WithLabelValues("rate_limited").Inc()
+	r.metrics.drop(DropRateLimited)
 	if float64(s.refused) > r.cfg.RateLimit {
 		r.metrics.Errors.WithLabelValues("flooding").Inc()
 		r.log.Info("closing flooding connection", "conn", s.conn.ID(), "remote", s.conn.RemoteAddr())
@@ -94,31 +96,36 @@ func refOf(data []byte) string {
 }
 
 func (r *Router) broadcast(s *session, env *message.Envelope, f *transport.Frame) {
-	r.metrics.In.WithLabelValues("broadcast").Inc()
 	n := r.fanout(f, env.Sender)
-	r.metrics.Out.WithLabelValues("local").Add(float64(n))
+	r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), n)
 	if r.mesh != nil {
 		if err := r.mesh.Broadcast(env); err != nil {
+			r.metrics.drop(DropPublishFailed)
 			r.log.Warn("publish to federation failed", "node", env.Sender, "err", err)
+		} else {
+			r.metrics.countOut(env.Type, RouteGossip, len(env.Raw), 1)
 		}
 	}
 	if env.Type == message.TypeNodeListRequest {
 		resp := message.NodeListResponse(r.cfg.RelayID, env.Sender, r.Nodes())
-		s.conn.Send(transport.NewFrame(resp))
+		if r.send(s, transport.NewFrame(resp)) {
+			r.metrics.countOut(message.TypeNodeListResponse, RouteLocal, len(resp), 1)
+		}
 	}
 }
 
 func (r *Router) direct(s *session, env *message.Envelope, f *transport.Frame) {
-	r.metrics.In.WithLabelValues("direct").Inc()
 	if to := r.local(env.Recipient); to != nil {
-		if to.conn.Send(f) {
-			r.metrics.Out.WithLabelValues("local").Inc()
+		if r.send(to, f) {
+			r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), 1)
 		}
 		return
 	}
 	if r.mesh != nil && r.mesh.Direct(env) {
+		r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)
 		return
 	}
+	r.metrics.drop(DropRecipientUnknown)
 	r.sendError(s.conn, s.nodeID, message.CodeRecipientUnknown,
 		"no node "+quote(env.Recipient)+" is connected to the federation", env.ID)
 }

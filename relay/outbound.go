@@ -16,11 +16,18 @@ func (r *Router) Deliver(env *message.Envelope) {
 	}
 	f := transport.NewFrame(env.Raw)
 	if env.Broadcast() {
-		r.metrics.Out.WithLabelValues("gossip").Add(float64(r.fanout(f, env.Sender)))
+		r.metrics.countIn(env.Type, RouteGossip, len(env.Raw))
+		r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), r.fanout(f, env.Sender))
 		return
 	}
-	if to := r.local(env.Recipient); to != nil && to.conn.Send(f) {
-		r.metrics.Out.WithLabelValues("direct").Inc()
+	r.metrics.countIn(env.Type, RouteDirect, len(env.Raw))
+	to := r.local(env.Recipient)
+	if to == nil {
+		r.metrics.drop(DropRecipientUnknown)
+		return
+	}
+	if r.send(to, f) {
+		r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), 1)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gsio-net/gsio-relay/message"
@@ -109,6 +110,8 @@ type session struct {
 	window   time.Time
 	refused  int
 	notified bool
+	// messages received from and queued to this connection (admin API).
+	in, out atomic.Uint64
 }
 
 // LocalNodes returns the node ids bound on this relay, sorted.
@@ -207,7 +210,7 @@ func (r *Router) fanout(f *transport.Frame, except string) int {
 		if id == except && !r.cfg.Echo {
 			continue
 		}
-		if s.conn.Send(f) {
+		if r.send(s, f) {
 			n++
 		}
 	}
@@ -215,8 +218,22 @@ func (r *Router) fanout(f *transport.Frame, except string) int {
 	return n
 }
 
+// send queues f to s and counts it for the session; a refused send
+// (closing connection, slow consumer) is counted as a drop.
+func (r *Router) send(s *session, f *transport.Frame) bool {
+	if s.conn.Send(f) {
+		s.out.Add(1)
+		return true
+	}
+	r.metrics.drop(DropSendRefused)
+	return false
+}
+
 // sendError queues a RelayError for node id to on connection c.
 func (r *Router) sendError(c *transport.Conn, to, code, msg, ref string) {
 	r.metrics.Errors.WithLabelValues(code).Inc()
-	c.Send(transport.NewFrame(message.RelayError(r.cfg.RelayID, to, code, msg, ref)))
+	b := message.RelayError(r.cfg.RelayID, to, code, msg, ref)
+	if s, ok := c.Tag().(*session); ok && r.send(s, transport.NewFrame(b)) {
+		r.metrics.countOut(message.TypeRelayError, RouteLocal, len(b), 1)
+	}
 }

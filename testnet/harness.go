@@ -11,7 +11,9 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gsio-net/gsio-relay/admin"
 	"github.com/gsio-net/gsio-relay/node"
 	"github.com/gsio-net/gsio-relay/relay"
 	"github.com/gsio-net/gsio-relay/transport"
@@ -35,7 +37,13 @@ type Relay struct {
 	Router  *relay.Router
 	WS      *transport.Server
 	URL     string // ws://127.0.0.1:port/ws
-	boot    []string
+	// With WithAdmin: the relay's admin server, its base URL
+	// (http://127.0.0.1:port) and the registry of its metrics (node,
+	// libp2p, router, transport).
+	Admin    *admin.Server
+	AdminURL string
+	Registry *prometheus.Registry
+	boot     []string
 }
 
 // Harness runs N federated relays in one process.
@@ -44,6 +52,7 @@ type Harness struct {
 	Relays []*Relay
 	// NodeConfig edits each relay's node config before it starts.
 	nodeCfg func(i int, c *node.Config)
+	admin   bool
 }
 
 // HarnessOption edits the harness before the relays start.
@@ -52,6 +61,12 @@ type HarnessOption func(*Harness)
 // WithNodeConfig edits relay i's node config.
 func WithNodeConfig(f func(i int, c *node.Config)) HarnessOption {
 	return func(h *Harness) { h.nodeCfg = f }
+}
+
+// WithAdmin gives each relay an admin server on 127.0.0.1 (no token) with
+// its metrics registry, sampling peer latency every 100 ms.
+func WithAdmin() HarnessOption {
+	return func(h *Harness) { h.admin = true }
 }
 
 // Logger is the harness's logger: silent unless GSIO_TEST_LOG is set.
@@ -115,11 +130,21 @@ func (h *Harness) start(r *Relay) {
 	if h.nodeCfg != nil {
 		h.nodeCfg(r.Index, &cfg)
 	}
-	nd, err := node.New(context.Background(), cfg, node.WithLogger(Logger().With("relay", r.Index)), node.WithGossipSubParams(FastGossip()))
+	nopts := []node.Option{node.WithLogger(Logger().With("relay", r.Index)), node.WithGossipSubParams(FastGossip())}
+	ropts := []relay.Option{relay.WithLogger(Logger().With("relay", r.Index))}
+	topts := []transport.Option{transport.WithLogger(Logger().With("relay", r.Index))}
+	var reg *prometheus.Registry
+	if h.admin {
+		reg = prometheus.NewRegistry()
+		nopts = append(nopts, node.WithRegisterer(reg))
+		ropts = append(ropts, relay.WithMetrics(relay.NewMetrics(reg)))
+		topts = append(topts, transport.WithMetrics(transport.NewMetrics(reg)))
+	}
+	nd, err := node.New(context.Background(), cfg, nopts...)
 	if err != nil {
 		t.Fatalf("relay %d: node: %v", r.Index, err)
 	}
-	rt, err := relay.New(relay.DefaultConfig(), nd, relay.WithLogger(Logger().With("relay", r.Index)))
+	rt, err := relay.New(relay.DefaultConfig(), nd, ropts...)
 	if err != nil {
 		t.Fatalf("relay %d: router: %v", r.Index, err)
 	}
@@ -128,7 +153,7 @@ func (h *Harness) start(r *Relay) {
 	}
 	tc := transport.DefaultConfig()
 	tc.Listen = "127.0.0.1:0"
-	ws, err := transport.New(tc, rt, transport.WithLogger(Logger().With("relay", r.Index)))
+	ws, err := transport.New(tc, rt, topts...)
 	if err != nil {
 		t.Fatalf("relay %d: transport: %v", r.Index, err)
 	}
@@ -137,6 +162,18 @@ func (h *Harness) start(r *Relay) {
 	}
 	r.Node, r.Router, r.WS = nd, rt, ws
 	r.URL = "ws://" + ws.Addr().String() + "/ws"
+	if h.admin {
+		src := &admin.RelaySource{Node: nd, Router: rt, WS: ws, Version: "test", PingInterval: 500 * time.Millisecond}
+		adm, err := admin.New(admin.Config{Listen: "127.0.0.1:0"}, admin.WithSource(src), admin.WithMetrics(reg),
+			admin.WithSampleInterval(100*time.Millisecond), admin.WithLogger(Logger().With("relay", r.Index)))
+		if err != nil {
+			t.Fatalf("relay %d: admin: %v", r.Index, err)
+		}
+		if err := adm.Start(); err != nil {
+			t.Fatalf("relay %d: admin: %v", r.Index, err)
+		}
+		r.Admin, r.AdminURL, r.Registry = adm, adm.URL(), reg
+	}
 	t.Cleanup(func() { r.Stop(t) })
 }
 
@@ -147,6 +184,12 @@ func (r *Relay) Stop(t testing.TB) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if r.Admin != nil {
+		if err := r.Admin.Close(ctx); err != nil {
+			t.Errorf("relay %d: close admin: %v", r.Index, err)
+		}
+		r.Admin = nil
+	}
 	if err := r.WS.Close(ctx); err != nil {
 		t.Errorf("relay %d: close websocket: %v", r.Index, err)
 	}

@@ -48,7 +48,8 @@ func DefaultConfig() Config {
 type Option func(*options)
 
 type options struct {
-	log *slog.Logger
+	log     *slog.Logger
+	metrics *Metrics
 }
 
 // WithLogger sets the logger. The default discards everything.

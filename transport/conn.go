@@ -90,6 +90,7 @@ func (c *Conn) Send(f *Frame) bool {
 		frames, bytes := len(c.queue), c.queueBytes
 		c.slowConsumerLocked()
 		c.mu.Unlock()
+		c.srv.m.SlowConsumers.Inc()
 		c.srv.log.Warn("slow consumer: closing connection", "conn", c.id, "remote", c.remote,
 			"queued_frames", frames, "queued_bytes", bytes)
 		return false
@@ -221,6 +222,9 @@ func (c *Conn) writeLoop() {
 		c.mu.Unlock()
 
 		err := c.sock.writeBatch(bufs, time.Now().Add(c.srv.cfg.WriteTimeout), cf != nil)
+		if err == nil {
+			c.srv.m.observeDelivery(frames)
+		}
 		clear(frames)
 		clear(bufs)
 		sc.frames, sc.bufs = frames[:0], bufs[:0]
@@ -260,6 +264,7 @@ func (c *Conn) writeFailed(err error) {
 		return
 	}
 	c.sock.capRead(time.Now())
+	c.srv.m.WriteErrors.Inc()
 	c.srv.log.Debug("write failed", "conn", c.id, "remote", c.remote, "err", err)
 }
 

@@ -24,12 +24,17 @@ const maxControlPayload = 125
 type Frame struct {
 	b   []byte // header + payload, exactly as written on the wire
 	off int    // start of the payload in b
+	at  int64  // monoNow when built by NewFrame (delivery latency); 0 for control frames
 }
 
 // NewFrame builds an unfragmented text frame carrying a copy of msg. The
 // caller keeps ownership of msg. The relay sends JSON, so msg should be
 // valid UTF-8; NewFrame does not check.
-func NewFrame(msg []byte) *Frame { return newFrame(finText, msg) }
+func NewFrame(msg []byte) *Frame {
+	f := newFrame(finText, msg)
+	f.at = monoNow()
+	return f
+}
 
 func newFrame(b0 byte, msg []byte) *Frame {
 	n := len(msg)

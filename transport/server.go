@@ -27,6 +27,7 @@ type Server struct {
 	cfg       Config
 	h         Handler
 	log       *slog.Logger
+	m         *Metrics
 	up        websocket.Upgrader
 	tlsConfig *tls.Config
 	anyOrigin bool
@@ -61,6 +62,9 @@ func New(cfg Config, h Handler, opts ...Option) (*Server, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.metrics == nil {
+		o.metrics = NewMetrics(nil)
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -73,6 +77,7 @@ func New(cfg Config, h Handler, opts ...Option) (*Server, error) {
 		cfg:       cfg,
 		h:         h,
 		log:       o.log,
+		m:         o.metrics,
 		tlsConfig: tc,
 		anyOrigin: len(cfg.AllowedOrigins) == 0,
 		quit:      make(chan struct{}),
@@ -279,12 +284,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.authorized(r) {
+		s.m.reject(rejectUnauthorized)
 		s.log.Debug("upgrade refused: bad or missing token", "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay"`)
 		http.Error(w, "missing or invalid token", http.StatusUnauthorized)
 		return
 	}
 	if !s.originAllowed(r) {
+		s.m.reject(rejectOrigin)
 		s.log.Debug("upgrade refused: origin", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
@@ -303,6 +310,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := s.up.Upgrade(hw, r, nil)
 	if err != nil {
 		s.release(ip, nil)
+		s.m.reject(rejectBadUpgrade)
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -329,6 +337,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if closing {
 		c.Close(websocket.CloseGoingAway, "going away")
 	}
+	s.m.Accepted.Inc()
 	s.log.Debug("connection open", "conn", c.id, "remote", c.remote, "node", c.nodeID)
 	s.wg.Go(c.readLoop)
 }
@@ -340,10 +349,13 @@ func (s *Server) reserve(ip string) (int, string) {
 	defer s.mu.Unlock()
 	switch {
 	case s.closing:
+		s.m.reject(rejectShutdown)
 		return http.StatusServiceUnavailable, "server shutting down"
 	case len(s.conns)+s.upgrades >= s.cfg.MaxConns:
+		s.m.reject(rejectMaxConns)
 		return http.StatusServiceUnavailable, "too many connections"
 	case s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+		s.m.reject(rejectMaxConnsIP)
 		return http.StatusTooManyRequests, "too many connections from this address"
 	}
 	s.upgrades++

@@ -25,6 +25,11 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			connectCommand(),
+			infoCommand(),
+			peersCommand(),
+			nodesCommand(),
+			topicsCommand(),
+			healthCommand(),
 			keygenCommand(),
 			idCommand(),
 			versionCommand(),

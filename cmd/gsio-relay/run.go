@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
@@ -72,7 +71,10 @@ func runFlags() []cli.Flag {
 		strs("announce", nil, "libp2p `MULTIADDR` to announce instead of the listen addresses (repeatable)"),
 		strs("bootstrap", nil, "relay `MULTIADDR` with /p2p/ID to dial and keep connected (repeatable)"),
 		// Admin.
-		str("admin-listen", a.Listen, "admin HTTP listen `ADDR` (/healthz, /readyz, /metrics)"),
+		str("admin-listen", a.Listen, "admin HTTP listen `ADDR` (/api/v1/…, /metrics, /healthz, /readyz); beyond loopback it needs --admin-token"),
+		str("admin-token", "", "require this bearer `TOKEN` on the admin API and /metrics (not /healthz, /readyz)"),
+		// Profiling (hidden; cmd/gsio-bench uses it): net/http/pprof on a loopback ADDR.
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "pprof-listen", Hidden: true, Usage: "serve net/http/pprof on loopback `ADDR`", EnvVars: envName("pprof-listen")}),
 	}
 	return append(flags, logFlags()...)
 }
@@ -138,16 +140,34 @@ func nodeConfig(c *cli.Context) node.Config {
 	return n
 }
 
+// adminConfig is the admin listener of --admin-listen and --admin-token,
+// checked before anything starts: a listener beyond loopback without a
+// token is refused.
+func adminConfig(c *cli.Context) (admin.Config, error) {
+	cfg := admin.Config{Listen: c.String("admin-listen"), Token: c.String("admin-token")}
+	if err := cfg.Validate(); err != nil {
+		if errors.Is(err, admin.ErrTokenRequired) {
+			return cfg, fmt.Errorf("--admin-listen %s is reachable beyond loopback: set --admin-token (or GSIO_RELAY_ADMIN_TOKEN), or listen on 127.0.0.1", cfg.Listen)
+		}
+		return cfg, fmt.Errorf("--admin-listen: %w", err)
+	}
+	return cfg, nil
+}
+
 // run starts node, router, WebSocket server and admin server, waits for ctx
 // to end, and stops them in reverse order.
 func run(ctx context.Context, c *cli.Context, log *slog.Logger) error {
+	started := time.Now()
+	admCfg, err := adminConfig(c)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var mesh relay.Mesh
 	var nd *node.Node
 	if !c.Bool("standalone") {
-		var err error
 		nd, err = node.New(ctx, nodeConfig(c), node.WithLogger(log), node.WithRegisterer(reg))
 		if err != nil {
 			return err
@@ -165,22 +185,21 @@ func run(ctx context.Context, c *cli.Context, log *slog.Logger) error {
 		}
 		log.Info("federation up", "peer", nd.ID(), "addrs", nd.Addrs(), "network", c.String("network"))
 	}
-	ws, err := transport.New(transportConfig(c), router, transport.WithLogger(log))
+	ws, err := transport.New(transportConfig(c), router, transport.WithLogger(log), transport.WithMetrics(transport.NewMetrics(reg)))
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(admin.Config{Listen: c.String("admin-listen")},
-		admin.WithLogger(log),
-		admin.WithReady(func() error {
-			if !ws.Ready() {
-				return errors.New("websocket listener not serving")
-			}
-			return nil
-		}),
-		admin.WithHandler("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
-	)
+	src := &admin.RelaySource{Node: nd, Router: router, WS: ws, Version: version, Started: started}
+	adm, err := admin.New(admCfg, admin.WithLogger(log), admin.WithSource(src), admin.WithMetrics(reg))
 	if err != nil {
 		return err
+	}
+	if addr := c.String("pprof-listen"); addr != "" {
+		stopPprof, err := startPprof(addr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
 	}
 	if err := ws.Start(); err != nil {
 		return err

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The docker compose testnet of gsio-relay: N relays of the image on one
+# private docker network, one federation (make testnet-up, -down, -logs,
+# -status; make testnet-test drives it).
+#
+#   testnet.sh up      volumes and identities, compose file, start, wait until whole
+#   testnet.sh down    remove containers, network, volumes and generated files
+#   testnet.sh logs    every relay's log (FOLLOW=1 follows)
+#   testnet.sh status  containers and `gsio-relay peers` of each relay
+#
+# Environment: RELAYS (3), IMAGE (gsio-relay:dev), PROJECT (gsio-testnet),
+# TESTNET_WS_PORT_BASE (18700: relay i's WebSocket on 127.0.0.1:18700+i),
+# TESTNET_ADMIN_PORT_BASE (18800), TESTNET_WAIT (3m), TNCTL (the tnctl
+# binary; built here when unset).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+run="$here/.run"
+RELAYS=${RELAYS:-3}
+IMAGE=${IMAGE:-gsio-relay:dev}
+PROJECT=${PROJECT:-gsio-testnet}
+label="io.gsio-relay.testnet=$PROJECT"
+
+die() { echo "testnet: $*" >&2; exit 1; }
+
+# compose_detect sets COMPOSE to docker compose (v2) or docker-compose (v1).
+compose_detect() {
+	if docker compose version >/dev/null 2>&1; then
+		COMPOSE=(docker compose)
+	elif command -v docker-compose >/dev/null 2>&1; then
+		COMPOSE=(docker-compose)
+	else
+		return 1
+	fi
+}
+
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$run/compose.yml" "$@"; }
+
+tnctl() {
+	if [ -z "${TNCTL:-}" ]; then
+		TNCTL="$run/tnctl"
+		(cd "$root" && go build -o "$TNCTL" ./testnet/docker/tnctl)
+	fi
+	"$TNCTL" "$@"
+}
+
+# relays lists the containers of the testnet, relay1 first.
+relays() { docker ps -a --filter "label=$label" --format '{{.Names}}' | sort -V; }
+
+up() {
+	local start
+	start=$(date +%s.%N)
+	[[ "$RELAYS" =~ ^[0-9]+$ ]] && [ "$RELAYS" -ge 1 ] || die "RELAYS=$RELAYS: want a number of relays"
+	compose_detect || die "neither 'docker compose' nor 'docker-compose' is installed (Debian: apt-get install docker-compose)"
+	docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE: run make docker"
+	mkdir -p "$run"
+	chmod 700 "$run"
+	echo "testnet: $RELAYS relays of $IMAGE with ${COMPOSE[*]}"
+	# Each relay's identity lives in its volume. The image creates it
+	# there (as the relay's user, mode 0600) and prints the peer ID, which
+	# the other relays need in their bootstrap addresses.
+	local ids=() i vol id
+	for i in $(seq 1 "$RELAYS"); do
+		vol="$PROJECT-relay$i-data"
+		docker volume inspect "$vol" >/dev/null 2>&1 ||
+			docker volume create --label "$label" "$vol" >/dev/null
+		id=$(docker run --rm --network none --label "$label" -v "$vol:/data" "$IMAGE" id --data-dir /data)
+		ids+=("$id")
+		echo "  relay$i  $id"
+	done
+	tnctl gen -relays "$RELAYS" -project "$PROJECT" -image "$IMAGE" \
+		-ws-port-base "${TESTNET_WS_PORT_BASE:-18700}" -admin-port-base "${TESTNET_ADMIN_PORT_BASE:-18800}" \
+		-peer-ids "$(IFS=,; echo "${ids[*]}")" -compose "$run/compose.yml" -state "$run/testnet.json"
+	compose up -d --remove-orphans
+	if ! tnctl wait -state "$run/testnet.json" -since "$start" -timeout "${TESTNET_WAIT:-3m}"; then
+		compose ps || true
+		compose logs --tail 20 || true
+		die "the testnet did not become whole (make testnet-logs; make testnet-down removes it)"
+	fi
+	for i in $(seq 1 "$RELAYS"); do
+		echo "  relay$i  ws://127.0.0.1:$((${TESTNET_WS_PORT_BASE:-18700} + i))/ws  admin http://127.0.0.1:$((${TESTNET_ADMIN_PORT_BASE:-18800} + i))"
+	done
+	echo "  admin token: in $run/testnet.json (admin_token)"
+}
+
+down() {
+	if [ -f "$run/compose.yml" ] && compose_detect; then
+		compose down --volumes --remove-orphans --timeout 10 || true
+	fi
+	# Whatever compose did not remove: the external volumes, and all of it
+	# when the compose file or compose itself is gone.
+	local ids
+	ids=$(docker ps -aq --filter "label=$label")
+	[ -z "$ids" ] || docker rm -f $ids >/dev/null
+	ids=$(docker network ls -q --filter "label=$label")
+	[ -z "$ids" ] || docker network rm $ids >/dev/null
+	ids=$(docker volume ls -q --filter "label=$label")
+	[ -z "$ids" ] || docker volume rm $ids >/dev/null
+	rm -rf "$run"
+	echo "testnet: removed"
+}
+
+logs() {
+	local follow=()
+	[ -z "${FOLLOW:-}" ] || follow=(--follow)
+	if [ -f "$run/compose.yml" ] && compose_detect; then
+		compose logs --no-color --timestamps "${follow[@]}"
+		return
+	fi
+	local c
+	for c in $(relays); do
+		echo "== $c"
+		docker logs --timestamps "$c" 2>&1
+	done
+}
+
+status() {
+	local c names
+	names=$(relays)
+	[ -n "$names" ] || die "no testnet is running (make testnet-up)"
+	docker ps -a --filter "label=$label" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+	for c in $names; do
+		echo
+		echo "== $c: gsio-relay peers"
+		docker exec "$c" /gsio-relay peers --admin "http://127.0.0.1:8788" || echo "   (gsio-relay peers failed)"
+	done
+}
+
+case "${1:-}" in
+up | down | logs | status) "$1" ;;
+*) die "usage: testnet.sh up|down|logs|status" ;;
+esac
