@@ -121,6 +121,8 @@ func (s *RelaySource) Info() Info {
 		info.Network = n.Network()
 		info.ListenAddrs = addrStrings(n.ListenAddrs())
 		info.AnnouncedAddrs = addrStrings(n.AnnouncedAddrs())
+		slices.Sort(info.ListenAddrs)
+		slices.Sort(info.AnnouncedAddrs)
 		for _, p := range n.PeerInfos() {
 			info.Counts.Peers++
 			if p.Relay {
