@@ -25,7 +25,8 @@ func runIdle(ctx context.Context, cfg *config, sc *scenario, t *target) (res res
 		res.Err = err.Error()
 		return res
 	}
-	heapBefore, _ := goHeap(s)
+	heapBefore, _ := goMetric(s, "go_memstats_heap_inuse_bytes")
+	stackBefore, _ := goMetric(s, "go_memstats_stack_inuse_bytes")
 	genBefore := selfCPU()
 
 	conns, err := dialAll(sc.idle, 64, func(i int) (*conn, error) {
@@ -82,8 +83,11 @@ func runIdle(ctx context.Context, cfg *config, sc *scenario, t *target) (res res
 		return res
 	}
 	if t.kind == kindRelay {
-		if heapAfter, err := goHeap(s); err == nil {
+		if heapAfter, err := goMetric(s, "go_memstats_heap_inuse_bytes"); err == nil {
 			res.HeapPerConn = float64(heapAfter-heapBefore) / float64(sc.idle)
+		}
+		if stackAfter, err := goMetric(s, "go_memstats_stack_inuse_bytes"); err == nil {
+			res.StackPerConn = float64(stackAfter-stackBefore) / float64(sc.idle)
 		}
 		if cfg.profileDir != "" {
 			for _, p := range []string{"heap", "goroutine"} {
@@ -106,13 +110,13 @@ func runIdle(ctx context.Context, cfg *config, sc *scenario, t *target) (res res
 	return res
 }
 
-// goHeap reads a gsio-relay's heap in use from its /metrics.
-func goHeap(s *server) (float64, error) {
+// goMetric reads one Go runtime gauge of a gsio-relay from its /metrics.
+func goMetric(s *server, name string) (float64, error) {
 	page, err := httpGet(s.metrics)
 	if err != nil {
 		return 0, err
 	}
-	return metricValue(page, "go_memstats_heap_inuse_bytes")
+	return metricValue(page, name)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -5,11 +5,11 @@ import (
 	"strings"
 )
 
-const lineFmt = "%-9s %-11s %10s %11s %11s %7s %6s %10s %7s %7s %8s %7s %8s %7s"
+const lineFmt = "%-9s %-11s %9s %10s %10s %6s %5s %9s %7s %7s %7s %8s %8s %8s %8s"
 
 func tableHeader() string {
 	return fmt.Sprintf(lineFmt, "scenario", "target", "sent", "expected", "received", "lost", "dup",
-		"deliv/s", "p50 ms", "p99 ms", "max ms", "srv CPU", "srv RSS", "gen CPU")
+		"deliv/s", "p50 ms", "p99 ms", "max ms", "srv CPU", "µs/deliv", "srv RSS", "gen CPU")
 }
 
 // line is the one-line progress report of a result.
@@ -21,13 +21,14 @@ func (r *result) line() string {
 		s := fmt.Sprintf("%-9s %-11s %d idle clients: %.1f KiB RSS per connection, server RSS %.0f MiB",
 			r.Scenario, r.Target, r.Conns, r.RSSPerConn/1024, mib(r.ServerRSS))
 		if r.HeapPerConn > 0 {
-			s += fmt.Sprintf(" (Go heap %.1f KiB per connection)", r.HeapPerConn/1024)
+			s += fmt.Sprintf(" (Go heap %.1f KiB, stacks %.1f KiB per connection)", r.HeapPerConn/1024, r.StackPerConn/1024)
 		}
 		return s
 	}
 	return fmt.Sprintf(lineFmt, r.Scenario, r.Target, count(r.Sent), count(r.Expected), count(r.Received),
 		count(r.Lost), count(r.Dup), rate(r.Rate), f2(r.P50), f2(r.P99), f2(r.Max),
-		fmt.Sprintf("%.0f%%", r.ServerCPU), fmt.Sprintf("%.0fMiB", mib(r.ServerRSS)), fmt.Sprintf("%.0f%%", r.GenCPU))
+		fmt.Sprintf("%.0f%%", r.ServerCPU), fmt.Sprintf("%.2f", r.CPUPerMsg), fmt.Sprintf("%.0fMiB", mib(r.ServerRSS)),
+		fmt.Sprintf("%.0f%%", r.GenCPU))
 }
 
 func count(n int64) string { return fmt.Sprintf("%d", n) }
@@ -63,8 +64,8 @@ func report(e *env, results []result) string {
 	}
 
 	b.WriteString("## Results\n\n")
-	b.WriteString("| scenario | target | sent | expected | received | lost | dup | delivered/s | p50 ms | p99 ms | max ms | server CPU | server RSS | generator CPU |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| scenario | target | sent | expected | received | lost | dup | delivered/s | p50 ms | p99 ms | max ms | server CPU | server CPU µs/delivery | server RSS | generator CPU |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
 		if r.Err != "" {
 			fmt.Fprintf(&b, "| %s | %s | failed: %s |||||||||||\n", r.Scenario, r.Target, oneLine(r.Err))
@@ -73,9 +74,9 @@ func report(e *env, results []result) string {
 		if r.Conns > 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %s | %s | %s | %s | %.0f%% | %.0f MiB | %.0f%% |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %s | %s | %s | %s | %.0f%% | %.2f | %.0f MiB | %.0f%% |\n",
 			r.Scenario, r.Target, r.Sent, r.Expected, r.Received, r.Lost, r.Dup, rate(r.Rate),
-			f2(r.P50), f2(r.P99), f2(r.Max), r.ServerCPU, mib(r.ServerRSS), r.GenCPU)
+			f2(r.P50), f2(r.P99), f2(r.Max), r.ServerCPU, r.CPUPerMsg, mib(r.ServerRSS), r.GenCPU)
 	}
 	var idle []result
 	for _, r := range results {
@@ -84,15 +85,16 @@ func report(e *env, results []result) string {
 		}
 	}
 	if len(idle) > 0 {
-		b.WriteString("\n| scenario | target | idle clients | RSS per connection | Go heap per connection | server RSS | server CPU while connecting |\n")
-		b.WriteString("|---|---|--:|--:|--:|--:|--:|\n")
+		b.WriteString("\n| scenario | target | idle clients | RSS per connection | Go heap per connection | goroutine stacks per connection | server RSS | server CPU while connecting |\n")
+		b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|\n")
 		for _, r := range idle {
-			heap := "-"
+			heap, stack := "-", "-"
 			if r.HeapPerConn > 0 {
 				heap = fmt.Sprintf("%.1f KiB", r.HeapPerConn/1024)
+				stack = fmt.Sprintf("%.1f KiB", r.StackPerConn/1024)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %.1f KiB | %s | %.0f MiB | %.0f%% |\n",
-				r.Scenario, r.Target, r.Conns, r.RSSPerConn/1024, heap, mib(r.ServerRSS), r.ServerCPU)
+			fmt.Fprintf(&b, "| %s | %s | %d | %.1f KiB | %s | %s | %.0f MiB | %.0f%% |\n",
+				r.Scenario, r.Target, r.Conns, r.RSSPerConn/1024, heap, stack, mib(r.ServerRSS), r.ServerCPU)
 		}
 	}
 
@@ -124,10 +126,13 @@ func report(e *env, results []result) string {
 	deliv := func(r *result) float64 { return r.Rate }
 	p99 := func(r *result) float64 { return r.P99 }
 	perConn := func(r *result) float64 { return r.RSSPerConn / 1024 }
+	cpuPer := func(r *result) float64 { return r.CPUPerMsg }
 	rows := []row{
 		{"S1 delivered msg/s", "S1", deliv, "", ">= 1.2x nats-server", ratioAtLeast(deliv, 1.2)},
 		{"S1-paced p99", "S1-paced", p99, " ms", "<= 5 ms", atMost(p99, 5)},
+		{"S1 server CPU per delivery", "S1", cpuPer, " µs", "(none; lower is better)", nil},
 		{"S2 delivered msg/s", "S2", deliv, "", ">= 1.2x nats-server", ratioAtLeast(deliv, 1.2)},
+		{"S2 server CPU per delivery", "S2", cpuPer, " µs", "(none; lower is better)", nil},
 		{"S2-paced p99", "S2-paced", p99, " ms", "(none)", nil},
 		{"S3 direct p99", "S3", p99, " ms", "<= 5 ms", atMost(p99, 5)},
 		{"S4 RSS per idle connection", "S4", perConn, " KiB", "<= 16 KiB", atMost(perConn, 16)},

@@ -65,13 +65,15 @@ type result struct {
 	Max       float64 `json:"max_ms"`
 	Seconds   float64 `json:"seconds"`
 	ServerCPU float64 `json:"server_cpu_pct"` // percent of one core, all servers
+	CPUPerMsg float64 `json:"server_cpu_us_per_delivery"`
 	ServerRSS int64   `json:"server_rss_bytes"`
 	GenCPU    float64 `json:"generator_cpu_pct"`
 	Load      string  `json:"loadavg"`
 
-	Conns       int     `json:"conns,omitempty"`
-	RSSPerConn  float64 `json:"rss_per_conn_bytes,omitempty"`
-	HeapPerConn float64 `json:"heap_per_conn_bytes,omitempty"`
+	Conns        int     `json:"conns,omitempty"`
+	RSSPerConn   float64 `json:"rss_per_conn_bytes,omitempty"`
+	HeapPerConn  float64 `json:"heap_per_conn_bytes,omitempty"`
+	StackPerConn float64 `json:"stack_per_conn_bytes,omitempty"`
 
 	Notes []string `json:"notes,omitempty"`
 	Err   string   `json:"error,omitempty"`
@@ -189,14 +191,15 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 	// Measured run.
 	var profWG sync.WaitGroup
 	defer profWG.Wait()
+	profErrs := make([]error, len(t.servers)) // one per profiling goroutine
 	if cfg.profileDir != "" && t.kind == kindRelay {
 		secs := max(1, int(sc.duration/time.Second))
-		for _, s := range t.servers {
+		for i, s := range t.servers {
 			profWG.Go(func() {
 				path := filepath.Join(cfg.profileDir, fmt.Sprintf("%s-%s.cpu.pprof", sc.name, s.name))
 				url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.pprof, secs)
 				if err := fetchProfile(ctx, url, path, time.Duration(secs+15)*time.Second); err != nil {
-					res.note("cpu profile of %s: %v", s.name, err)
+					profErrs[i] = fmt.Errorf("cpu profile of %s: %w", s.name, err)
 				}
 			})
 		}
@@ -252,11 +255,18 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 		lastRecv = max(lastRecv, r.lastRecv.Load())
 	}
 	profWG.Wait()
+	for _, err := range profErrs {
+		if err != nil {
+			res.note("%v", err)
+		}
+	}
 	if cfg.profileDir != "" && t.kind == kindRelay {
 		for _, s := range t.servers {
-			path := filepath.Join(cfg.profileDir, fmt.Sprintf("%s-%s.allocs.pprof", sc.name, s.name))
-			if err := fetchProfile(ctx, "http://"+s.pprof+"/debug/pprof/allocs", path, 10*time.Second); err != nil {
-				res.note("allocs profile of %s: %v", s.name, err)
+			for _, p := range []string{"allocs", "heap"} {
+				path := filepath.Join(cfg.profileDir, fmt.Sprintf("%s-%s.%s.pprof", sc.name, s.name, p))
+				if err := fetchProfile(ctx, "http://"+s.pprof+"/debug/pprof/"+p, path, 10*time.Second); err != nil {
+					res.note("%s profile of %s: %v", p, s.name, err)
+				}
 			}
 		}
 	}
@@ -322,15 +332,23 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 	res.Lost = max(expected-res.Received, 0)
 	res.Seconds = time.Duration(pubEnd - start).Seconds()
 	res.SentRate = float64(sent) / res.Seconds
+	if sc.rate > 0 && res.SentRate < 0.95*sc.rate {
+		res.note("could not keep the pace: %.0f msg/s offered, %.0f sent (the in-flight window was full: saturated)", sc.rate, res.SentRate)
+	}
 	if span := time.Duration(max(lastRecv, pubEnd) - start).Seconds(); span > 0 {
 		res.Rate = float64(res.Received) / span
 	}
 	res.P50 = ms(h.quantile(0.50))
 	res.P99 = ms(h.quantile(0.99))
 	res.Max = ms(time.Duration(h.max))
+	var cpu time.Duration
 	for i := range after {
-		res.ServerCPU += pct(after[i].cpu-before[i].cpu, wall)
+		cpu += after[i].cpu - before[i].cpu
 		res.ServerRSS += after[i].rss
+	}
+	res.ServerCPU = pct(cpu, wall)
+	if res.Received > 0 {
+		res.CPUPerMsg = float64(cpu.Microseconds()) / float64(res.Received)
 	}
 	res.GenCPU = pct(genCPU, wall)
 	return res
