@@ -95,6 +95,9 @@ func (c *Conn) Send(f *Frame) bool {
 			"queued_frames", frames, "queued_bytes", bytes)
 		return false
 	}
+	if c.queue == nil {
+		c.queue = getQueue()
+	}
 	c.queue = append(c.queue, f)
 	c.queueBytes += len(f.b)
 	c.startWriterLocked()
@@ -181,6 +184,26 @@ const (
 	keepScratchCap = 8192
 )
 
+// queuePool keeps the send queues of connections gone idle, so that a
+// burst does not regrow a queue from nothing on every connection.
+var queuePool sync.Pool
+
+func getQueue() []*Frame {
+	if q, ok := queuePool.Get().(*[]*Frame); ok {
+		return (*q)[:0]
+	}
+	return nil
+}
+
+func putQueue(q []*Frame) {
+	if cap(q) > keepScratchCap {
+		return
+	}
+	clear(q[:cap(q)])
+	q = q[:0]
+	queuePool.Put(&q)
+}
+
 // writeLoop drains the queue: everything queued goes out in one vectored
 // write, and the loop goes on while more was queued meanwhile. It exits
 // when the queue is empty, after the close frame, or on a write error.
@@ -191,6 +214,7 @@ func (c *Conn) writeLoop() {
 		if c.dead || (len(c.queue) == 0 && !c.pingPending && c.pong == nil && c.closeFrame == nil) {
 			c.writing = false
 			if cap(c.queue) > keepQueueCap {
+				putQueue(c.queue)
 				c.queue = nil
 			}
 			if c.writerDone != nil {
