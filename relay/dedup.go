@@ -48,6 +48,15 @@ func (d *dedup) add(sender, id string) bool {
 	return true
 }
 
+// remove forgets the pair: a message that was not delivered may come again.
+func (d *dedup) remove(sender, id string) {
+	k := dedupKey{sender, id}
+	d.mu.Lock()
+	delete(d.cur, k)
+	delete(d.old, k)
+	d.mu.Unlock()
+}
+
 // len is the number of pairs remembered.
 func (d *dedup) len() int {
 	d.mu.Lock()

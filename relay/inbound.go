@@ -95,17 +95,24 @@ func refOf(data []byte) string {
 	return env.ID
 }
 
+// broadcast hands the message to the federation first: when the mesh
+// refuses it (publish queue full) nobody gets it, the pair is forgotten and
+// the sender is told, so that a retry with the same message_id is a new
+// message rather than a silently dropped duplicate.
 func (r *Router) broadcast(s *session, env *message.Envelope, f *transport.Frame) {
-	n := r.fanout(f, env.Sender)
-	r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), n)
 	if r.mesh != nil {
 		if err := r.mesh.Broadcast(env); err != nil {
+			r.dedup.remove(env.Sender, env.ID)
 			r.metrics.drop(DropPublishFailed)
-			r.log.Warn("publish to federation failed", "node", env.Sender, "err", err)
-		} else {
-			r.metrics.countOut(env.Type, RouteGossip, len(env.Raw), 1)
+			r.log.Debug("publish to federation failed", "node", env.Sender, "id", env.ID, "err", err)
+			r.sendError(s.conn, s.nodeID, message.CodeRateLimited,
+				"the federation is not taking messages now; retry later", env.ID)
+			return
 		}
+		r.metrics.countOut(env.Type, RouteGossip, len(env.Raw), 1)
 	}
+	n := r.fanout(f, env.Sender)
+	r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), n)
 	if env.Type == message.TypeNodeListRequest {
 		resp := message.NodeListResponse(r.cfg.RelayID, env.Sender, r.Nodes())
 		if r.send(s, transport.NewFrame(resp)) {
@@ -125,6 +132,7 @@ func (r *Router) direct(s *session, env *message.Envelope, f *transport.Frame) {
 		r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)
 		return
 	}
+	r.dedup.remove(env.Sender, env.ID) // a retry once the recipient is there is delivered
 	r.metrics.drop(DropRecipientUnknown)
 	r.sendError(s.conn, s.nodeID, message.CodeRecipientUnknown,
 		"no node "+quote(env.Recipient)+" is connected to the federation", env.ID)

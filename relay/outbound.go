@@ -34,6 +34,7 @@ func (r *Router) Deliver(env *message.Envelope) {
 // Undeliverable tells a local sender that its direct message found no
 // recipient at the relay it was routed to.
 func (r *Router) Undeliverable(sender, messageID, recipient string) {
+	r.dedup.remove(sender, messageID)
 	s := r.local(sender)
 	if s == nil {
 		return

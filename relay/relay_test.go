@@ -2,13 +2,16 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
@@ -267,4 +270,61 @@ func TestRateLimitThenFloodClose(t *testing.T) {
 		}
 	}
 	a.ExpectClose(websocket.ClosePolicyViolation)
+}
+
+func TestShutdownNotHeldByClientThatDoesNotRead(t *testing.T) {
+	r := testnet.StartStandalone(t, nil, nil)
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	stalled, _, err := d.Dial(r.URL+"?node_id=stalled", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	a := testnet.Dial(t, r.URL, "node-a")
+	a.Send("NodeAnnounce", "a0", "", "")
+	testnet.Eventually(t, testnet.Wait, "both bound", func() bool { return len(r.Router.LocalNodes()) == 2 })
+	big := `"` + strings.Repeat("x", 60_000) + `"`
+	for i := range 130 { // ~7.8 MB: past the socket buffers, under the 8 MiB queue limit
+		a.Send("EntryResponse", fmt.Sprint("big", i), "stalled", big)
+	}
+	a.Send("NodeListRequest", "sync", "", "")
+	a.Expect("NodeListResponse") // every big message has been routed
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.WS.Close(ctx); err != nil {
+		t.Fatalf("shutdown with a client that does not read: %v after %v", err, time.Since(start))
+	}
+	a.ExpectClose(websocket.CloseGoingAway)
+	t.Logf("shutdown took %v", time.Since(start).Round(time.Millisecond))
+}
+
+func TestRetryAfterRecipientUnknownIsDelivered(t *testing.T) {
+	r := testnet.StartStandalone(t, nil, nil)
+	a := testnet.Dial(t, r.URL, "node-a")
+	a.Send("EntryRequest", "d1", "node-b", `{"try":1}`)
+	a.ExpectError("recipient_unknown")
+	b := testnet.Dial(t, r.URL+"?node_id=node-b", "node-b")
+	testnet.Eventually(t, testnet.Wait, "node-b bound", func() bool { return len(r.Router.LocalNodes()) == 2 })
+	a.Send("EntryRequest", "d1", "node-b", `{"try":2}`)
+	if m := b.Expect("EntryRequest"); m.ID != "d1" || string(m.Payload) != `{"try":2}` {
+		t.Fatalf("retry: got %s", m.Raw)
+	}
+}
+
+func TestInvalidNodeIDQueryClosesWith1008(t *testing.T) {
+	r := testnet.StartStandalone(t, nil, nil)
+	for _, q := range []string{"%FF", strings.Repeat("n", 257)} {
+		c := testnet.Dial(t, r.URL+"?node_id="+q, "bad")
+		c.ExpectClose(websocket.ClosePolicyViolation)
+	}
+	if n := len(r.Router.LocalNodes()); n != 0 {
+		t.Fatalf("%d nodes bound from invalid node_id", n)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/transport"
@@ -68,8 +69,10 @@ type Router struct {
 	metrics *Metrics
 	dedup   *dedup
 
-	mu    sync.RWMutex
-	nodes map[string]*session // bound local nodes by node id
+	mu       sync.RWMutex
+	nodes    map[string]*session // bound local nodes by node id
+	localGen atomic.Uint64       // bumped on every change of nodes
+	cache    nodesCache
 }
 
 var (
@@ -126,15 +129,42 @@ func (r *Router) LocalNodes() []string {
 	return ids
 }
 
+// nodeListTTL bounds how stale the federation part of Nodes may be: the
+// presence directory itself lags by gossip latency, and NodeListRequest must
+// not cost a sort of the whole federation per message.
+const nodeListTTL = 200 * time.Millisecond
+
+// nodesCache holds the last result of Nodes. Its mutex is never held
+// together with Router.mu.
+type nodesCache struct {
+	mu  sync.Mutex
+	ids []string
+	gen uint64 // Router.localGen when ids was computed
+	at  time.Time
+}
+
 // Nodes returns every node id known in the federation, sorted, each once.
+// A local bind or leave is reflected at once; remote changes within
+// nodeListTTL.
 func (r *Router) Nodes() []string {
+	gen := r.localGen.Load()
+	r.cache.mu.Lock()
+	if r.cache.ids != nil && r.cache.gen == gen && time.Since(r.cache.at) < nodeListTTL {
+		ids := slices.Clone(r.cache.ids)
+		r.cache.mu.Unlock()
+		return ids
+	}
+	r.cache.mu.Unlock()
 	ids := r.LocalNodes()
 	if r.mesh != nil {
 		ids = append(ids, r.mesh.RemoteNodes()...)
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
 	}
-	return ids
+	r.cache.mu.Lock()
+	r.cache.ids, r.cache.gen, r.cache.at = ids, gen, time.Now()
+	r.cache.mu.Unlock()
+	return slices.Clone(ids)
 }
 
 // Open binds the connection to its ?node_id= when it gave one.
@@ -146,8 +176,8 @@ func (r *Router) Open(c *transport.Conn) {
 	c.SetTag(s)
 	r.metrics.Connections.Inc()
 	if id := c.QueryNodeID(); id != "" {
-		if len(id) > message.MaxIDLen {
-			c.Close(closePolicy, "node_id longer than 256 bytes")
+		if len(id) > message.MaxIDLen || !utf8.ValidString(id) {
+			c.Close(closePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
 			return
 		}
 		r.bind(s, id)
@@ -166,6 +196,7 @@ func (r *Router) Closed(c *transport.Conn) {
 	defer r.mu.Unlock()
 	if s.nodeID != "" && r.nodes[s.nodeID] == s {
 		delete(r.nodes, s.nodeID)
+		r.localGen.Add(1)
 		r.metrics.LocalNodes.Set(float64(len(r.nodes)))
 		if r.mesh != nil {
 			r.mesh.NodeLeft(s.nodeID)
@@ -179,6 +210,7 @@ func (r *Router) bind(s *session, id string) {
 	r.mu.Lock()
 	old := r.nodes[id]
 	r.nodes[id] = s
+	r.localGen.Add(1)
 	s.nodeID = id
 	if old == nil {
 		r.metrics.LocalNodes.Set(float64(len(r.nodes)))

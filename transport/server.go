@@ -228,8 +228,13 @@ func (s *Server) beginClose() {
 	if hs != nil {
 		hs.Close() // the listener and connections not (yet) upgraded
 	}
+	// Queued frames get a short time to go out, then the close frame; a
+	// client that does not read must not hold the shutdown for a whole
+	// WriteTimeout.
+	capAt := time.Now().Add(2 * closeGrace)
 	for _, c := range conns {
 		c.Close(websocket.CloseGoingAway, "going away")
+		c.sock.capWrite(capAt)
 	}
 	// The one goroutine outside wg: it waits for wg itself and ends
 	// right after.

@@ -137,6 +137,9 @@ func nodeConfig(c *cli.Context) node.Config {
 	n.ListenAddrs = c.StringSlice("p2p-listen")
 	n.Announce = c.StringSlice("announce")
 	n.Bootstrap = c.StringSlice("bootstrap")
+	// Every frame the WebSocket side accepts must fit the federation,
+	// with room for a relay-assigned message_id.
+	n.MaxMessageSize = max(n.MaxMessageSize, c.Int("max-message-size")+4<<10)
 	return n
 }
 
