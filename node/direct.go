@@ -248,7 +248,8 @@ func (n *Node) sendBatch(s *sender, st network.Stream, batch []outFrame) network
 }
 
 // openDirect connects to p (by its presence addresses when not connected)
-// and opens a direct stream.
+// and opens a direct stream. A limited (relayed) connection does not
+// count: the federation never runs over one, so the dial is forced direct.
 func (n *Node) openDirect(p peer.ID) (network.Stream, string, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DirectDialTimeout)
 	defer cancel()
@@ -257,7 +258,7 @@ func (n *Node) openDirect(p peer.ID) (network.Stream, string, error) {
 		if len(addrs) > 0 {
 			n.host.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
 		}
-		if err := n.host.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
+		if err := n.host.Connect(network.WithForceDirectDial(ctx, "gsio direct"), peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
 			return nil, "dial", fmt.Errorf("dial %s: %w", p, err)
 		}
 	}
@@ -271,6 +272,10 @@ func (n *Node) openDirect(p peer.ID) (network.Stream, string, error) {
 
 // handleDirect reads one inbound direct stream until it ends.
 func (n *Node) handleDirect(s network.Stream) {
+	if !n.allow.allowed(s.Conn().RemotePeer()) {
+		_ = s.Reset() // a relay-service client of a private federation
+		return
+	}
 	n.inMu.Lock()
 	if n.inClosed {
 		n.inMu.Unlock()
@@ -290,6 +295,9 @@ func (n *Node) handleDirect(s network.Stream) {
 	from := s.Conn().RemotePeer()
 	r := bufio.NewReader(s)
 	for {
+		// An idle or stalled stream is dropped: it holds a goroutine and
+		// a partly read frame.
+		_ = s.SetReadDeadline(time.Now().Add(n.cfg.DirectIdleTimeout))
 		kind, body, err := readFrame(r, n.cfg.MaxMessageSize)
 		if err != nil {
 			if errors.Is(err, io.EOF) {

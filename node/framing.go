@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ func appendFrame(b []byte, kind byte, body []byte) []byte {
 	return append(b, body...)
 }
 
+// frameChunk is the most readFrame allocates ahead of the data.
+const frameChunk = 64 << 10
+
 // readFrame reads one frame whose body is at most max bytes.
 func readFrame(r *bufio.Reader, max int) (byte, []byte, error) {
 	l, err := binary.ReadUvarint(r)
@@ -48,9 +52,21 @@ func readFrame(r *bufio.Reader, max int) (byte, []byte, error) {
 	if l > uint64(max)+1 {
 		return 0, nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, l-1, max)
 	}
-	buf := make([]byte, l)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return 0, nil, fmt.Errorf("read frame body: %w", io.ErrUnexpectedEOF)
+	// A large frame's buffer grows with the bytes that actually arrive: a
+	// peer that declares 1 MiB and stalls must not pin 1 MiB per stream.
+	var buf []byte
+	if l <= frameChunk {
+		buf = make([]byte, l)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return 0, nil, fmt.Errorf("read frame body: %w", io.ErrUnexpectedEOF)
+		}
+	} else {
+		var bb bytes.Buffer
+		bb.Grow(frameChunk)
+		if n, err := io.CopyN(&bb, r, int64(l)); err != nil || uint64(n) != l {
+			return 0, nil, fmt.Errorf("read frame body: %w", io.ErrUnexpectedEOF)
+		}
+		buf = bb.Bytes()
 	}
 	return buf[0], buf[1:], nil
 }
