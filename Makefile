@@ -67,7 +67,7 @@ testnet-status:
 
 # Drives the running testnet (make testnet-up) through its published ports.
 testnet-test:
-	$(GO) test -race -count=1 -timeout 10m -tags testnet -v ./testnet/docker/
+	$(GO) test -race -count=1 -timeout 15m -tags testnet -v ./testnet/docker/
 
 # --- Benchmark (docs/BENCHMARKS.md) ---
 # cmd/gsio-bench runs S1-S4 against gsio-relay processes (bin/gsio-relay),

@@ -72,14 +72,15 @@ func (n *Node) bootstrapLoop(ai peer.AddrInfo) {
 }
 
 // onDisconnected is the network notifiee: when the last connection to a
-// peer goes, it forgets the peer's mesh membership and wakes its bootstrap
-// loop.
+// peer goes, it forgets the peer's mesh membership and relay reservation
+// and wakes its bootstrap loop.
 func (n *Node) onDisconnected(net network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	if net.Connectedness(p) == network.Connected {
 		return
 	}
 	n.tracer.removePeer(p)
+	n.rsvps.ended(p) // the relay service drops the reservation too
 	if k, ok := n.bootKick[p]; ok {
 		select {
 		case k <- struct{}{}:

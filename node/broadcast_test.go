@@ -107,6 +107,10 @@ func TestBroadcastBurst(t *testing.T) {
 	connectLine(t, a, b, c)
 	a.NodeJoined("burster")
 	waitRemote(t, c, "burster", true, 5*time.Second)
+	// Drops before the burst do not count: pubsub may drop a presence
+	// snapshot sent to a peer whose outbound stream is not set up yet
+	// ("no send queue", counted as outbound_queue_full); snapshots repeat.
+	before := map[*tnode]int{a: a.tracer.dropped(), b: b.tracer.dropped(), c: c.tracer.dropped()}
 	const total = 5000
 	start := time.Now()
 	for i := range total {
@@ -123,8 +127,8 @@ func TestBroadcastBurst(t *testing.T) {
 	})
 	t.Logf("%d broadcasts over 2 hops in %v", total, time.Since(start))
 	for _, n := range []*tnode{a, b, c} {
-		if d := n.tracer.dropped(); d != 0 {
-			t.Errorf("%s dropped %d messages", n.name, d)
+		if d := n.tracer.dropped() - before[n]; d != 0 {
+			t.Errorf("%s dropped %d messages during the burst", n.name, d)
 		}
 	}
 }

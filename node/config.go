@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,6 +32,14 @@ const (
 	maxPresenceInterval = 8 * time.Second
 	minPresenceInterval = 50 * time.Millisecond
 	maxPresenceExpiry   = 25 * time.Second
+)
+
+// Values of Config.Reachability.
+const (
+	// ReachabilityPublic declares the relay publicly reachable (default).
+	ReachabilityPublic = "public"
+	// ReachabilityAuto lets AutoNAT decide.
+	ReachabilityAuto = "auto"
 )
 
 // BroadcastTopic is the GossipSub topic carrying GSIO broadcasts.
@@ -143,9 +152,88 @@ type Config struct {
 	// PeerScores and the metrics. Default 5 s.
 	ScoreInspectInterval time.Duration
 
-	// Circuit relay v2, AutoNAT, hole punching, mDNS and the DHT
-	// rendezvous get their fields here; New wires them next to the other
-	// libp2p options (see hostOptions).
+	// Circuit relay v2 service (natrelay.go): libp2p peers behind NAT
+	// reserve a slot on the relay and are reached through
+	// <relay addr>/p2p/<relay>/p2p-circuit/p2p/<peer>. On by default;
+	// NoRelayService (the zero value false keeps it on) turns it off.
+	NoRelayService bool
+	// RelayMaxReservations bounds the reservations held at once.
+	// Default 128 (go-libp2p's).
+	RelayMaxReservations int
+	// RelayMaxReservationsPerIP bounds reservations from one IP address
+	// (several peers behind one NAT). Default 8 (go-libp2p's).
+	RelayMaxReservationsPerIP int
+	// RelayMaxReservationsPerASN bounds reservations from one autonomous
+	// system; go-libp2p applies it to IPv6 only. Default 32.
+	RelayMaxReservationsPerASN int
+	// RelayMaxCircuits bounds the open circuits of one peer, as source or
+	// as destination. Default 16 (go-libp2p's). A peer holds at most one
+	// reservation (a refresh replaces it): that is the per-peer
+	// reservation limit, fixed by the protocol.
+	RelayMaxCircuits int
+	// RelayCircuitDuration and RelayCircuitData limit one circuit: it is
+	// reset after that long, or after that many bytes in either direction
+	// (counted on the relayed stream, so the peers' own encryption and
+	// muxing are included). Default 10 min and 8 MiB (go-libp2p: 2 min,
+	// 128 KiB, enough to coordinate a hole punch but not for one 1 MiB
+	// GSIO message): see README "Running a public relay".
+	RelayCircuitDuration time.Duration
+	RelayCircuitData     int64
+	// RelayReservationTTL is the lifetime of a reservation (clients
+	// refresh it before it ends). Default 1 h.
+	RelayReservationTTL time.Duration
+	// RelayAllowReserve, when not empty, are the only peer IDs that may
+	// reserve a slot (the relay ACL); anyone else is refused with
+	// PERMISSION_DENIED. Default empty: anyone may reserve. Circuits to a
+	// peer that holds a reservation are open to any source. WithRelayACL
+	// replaces this with a programmer's filter.
+	RelayAllowReserve []string
+	// Reachability is "public" (the default, also ""): the relay declares
+	// itself publicly reachable, so its relay service runs whatever
+	// AutoNAT concludes (also on loopback), and the DHT is in server mode;
+	// or "auto": AutoNAT decides, and the relay service and DHT server
+	// mode start only once AutoNAT finds the relay reachable.
+	Reachability string
+	// NoAutoNATService turns off the AutoNAT services (v1 and v2) that
+	// dial back peers asking whether they are reachable. Default on.
+	NoAutoNATService bool
+	// NoHolePunching turns off hole punching (DCUtR) for this host's own
+	// connections. Default on.
+	NoHolePunching bool
+
+	// MDNS discovers relays of the same network on the local network
+	// (multicast DNS, service _gsio-<network>._udp) and connects to them.
+	// Default off: a relay dials nothing it was not told about.
+	MDNS bool
+	// DHT joins a Kademlia DHT (protocol /gsio/kad/1.0.0, server mode
+	// unless Reachability is "auto") whose first peers are the bootstrap
+	// peers, advertises the relay under the rendezvous key
+	// gsio/<network>/relays and connects to the relays it finds there.
+	// Default off.
+	DHT bool
+	// DHTFindInterval caps the interval between rendezvous lookups: they
+	// run 1 s after the routing table has a peer, then back off (doubling)
+	// to this. Default 1 min.
+	DHTFindInterval time.Duration
+	// DHTAdvertiseInterval is how often the relay renews its rendezvous
+	// record. Default 1 h (records live 48 h on DHT servers).
+	DHTAdvertiseInterval time.Duration
+
+	// SwarmKey is the path of a pre-shared key file (go-libp2p pnet,
+	// "/key/swarm/psk/1.0.0/" format): only peers with the same key can
+	// connect at all. QUIC cannot carry a pre-shared key: with a swarm key
+	// QUIC listen addresses are dropped (and logged). Default none.
+	SwarmKey string
+	// AllowPeers, when not empty, makes the federation private: a
+	// connection gater refuses every peer not listed (or in Bootstrap),
+	// inbound and outbound, relays and relay-service clients alike.
+	// Default empty: anyone may connect.
+	AllowPeers []string
+	// AllowRelayClients, with AllowPeers, lets peers that are not listed
+	// connect as clients of the relay service (reserve, be relayed, AutoNAT,
+	// identify, ping) while GossipSub, direct streams and the DHT still
+	// serve listed peers only. Default false.
+	AllowRelayClients bool
 }
 
 // DefaultConfig returns the documented defaults.
@@ -184,6 +272,17 @@ func DefaultConfig() Config {
 		DirectIdleTimeout:     2 * time.Minute,
 		SeenMessagesTTL:       2 * time.Minute,
 		ScoreInspectInterval:  5 * time.Second,
+
+		RelayMaxReservations:       128,
+		RelayMaxReservationsPerIP:  8,
+		RelayMaxReservationsPerASN: 32,
+		RelayMaxCircuits:           16,
+		RelayCircuitDuration:       10 * time.Minute,
+		RelayCircuitData:           8 << 20,
+		RelayReservationTTL:        time.Hour,
+		Reachability:               ReachabilityPublic,
+		DHTFindInterval:            time.Minute,
+		DHTAdvertiseInterval:       time.Hour,
 	}
 }
 
@@ -237,6 +336,20 @@ func (c Config) withDefaults() Config {
 	setDur(&c.DirectIdleTimeout, d.DirectIdleTimeout)
 	setDur(&c.SeenMessagesTTL, d.SeenMessagesTTL)
 	setDur(&c.ScoreInspectInterval, d.ScoreInspectInterval)
+	setInt(&c.RelayMaxReservations, d.RelayMaxReservations)
+	setInt(&c.RelayMaxReservationsPerIP, d.RelayMaxReservationsPerIP)
+	setInt(&c.RelayMaxReservationsPerASN, d.RelayMaxReservationsPerASN)
+	setInt(&c.RelayMaxCircuits, d.RelayMaxCircuits)
+	setDur(&c.RelayCircuitDuration, d.RelayCircuitDuration)
+	if c.RelayCircuitData == 0 {
+		c.RelayCircuitData = d.RelayCircuitData
+	}
+	setDur(&c.RelayReservationTTL, d.RelayReservationTTL)
+	if c.Reachability == "" {
+		c.Reachability = d.Reachability
+	}
+	setDur(&c.DHTFindInterval, d.DHTFindInterval)
+	setDur(&c.DHTAdvertiseInterval, d.DHTAdvertiseInterval)
 	return c
 }
 
@@ -308,6 +421,37 @@ func (c *Config) validate() (listen, announce []ma.Multiaddr, boot []peer.AddrIn
 			errs = append(errs, fmt.Errorf("%s %d: must be positive", name, v))
 		}
 	}
+	for name, v := range map[string]int{
+		"relay max reservations": c.RelayMaxReservations, "relay max reservations per IP": c.RelayMaxReservationsPerIP,
+		"relay max reservations per ASN": c.RelayMaxReservationsPerASN, "relay max circuits": c.RelayMaxCircuits,
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d: must be positive", name, v))
+		}
+	}
+	if c.RelayCircuitData < 0 || c.RelayCircuitDuration < time.Second || c.RelayReservationTTL < time.Second {
+		errs = append(errs, fmt.Errorf("relay circuit data %d, circuit duration %v, reservation TTL %v: need data > 0 and durations >= 1s",
+			c.RelayCircuitData, c.RelayCircuitDuration, c.RelayReservationTTL))
+	}
+	if c.Reachability != ReachabilityPublic && c.Reachability != ReachabilityAuto {
+		errs = append(errs, fmt.Errorf("reachability %q: want %q or %q", c.Reachability, ReachabilityPublic, ReachabilityAuto))
+	}
+	if c.DHTFindInterval < time.Second || c.DHTAdvertiseInterval < time.Second {
+		errs = append(errs, fmt.Errorf("DHT intervals (find %v, advertise %v): at least 1s", c.DHTFindInterval, c.DHTAdvertiseInterval))
+	}
+	for _, list := range []struct {
+		name string
+		ids  []string
+	}{{"allowed peer", c.AllowPeers}, {"relay reserve ACL peer", c.RelayAllowReserve}} {
+		for _, s := range list.ids {
+			if _, err := peer.Decode(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: not a peer ID: %w", list.name, s, err))
+			}
+		}
+	}
+	if c.AllowRelayClients && len(c.AllowPeers) == 0 {
+		errs = append(errs, errors.New("allow relay clients: only meaningful with an allow-list of peers"))
+	}
 	return listen, announce, boot, errors.Join(errs...)
 }
 
@@ -319,6 +463,7 @@ type options struct {
 	registerer   prometheus.Registerer
 	gossipParams *pubsub.GossipSubParams
 	libp2pOpts   []libp2p.Option
+	relayACL     relayv2.ACLFilter
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -338,8 +483,14 @@ func WithGossipSubParams(p pubsub.GossipSubParams) Option {
 }
 
 // WithLibp2pOptions appends options to the libp2p host construction, after
-// the node's own (a later option wins). This is where circuit relay v2,
-// AutoNAT or hole punching can be switched on until they get Config fields.
+// the node's own (a later option wins).
 func WithLibp2pOptions(opts ...libp2p.Option) Option {
 	return func(o *options) { o.libp2pOpts = append(o.libp2pOpts, opts...) }
+}
+
+// WithRelayACL sets the access control of the circuit relay v2 service
+// (who may reserve, who may connect to whom). It replaces the allow-list
+// of Config.RelayAllowReserve.
+func WithRelayACL(acl relayv2.ACLFilter) Option {
+	return func(o *options) { o.relayACL = acl }
 }

@@ -2,7 +2,10 @@
 // identity, the libp2p host (TCP, QUIC, WebSocket; Noise, TLS; yamux;
 // resource and connection managers; identify, ping), GossipSub on the two
 // federation topics, the presence directory (which relay holds which
-// node), direct routing over /gsio/direct/1.0.0, and bootstrap redialling.
+// node), direct routing over /gsio/direct/1.0.0, and bootstrap redialling;
+// NAT traversal (circuit relay v2 service, AutoNAT, hole punching:
+// natrelay.go), discovery (mDNS, DHT rendezvous: discovery.go), private
+// federations (swarm key, allow-list: private.go) and Probe (probe.go).
 // The wire formats are specified in docs/PROTOCOL.md.
 //
 // A Node implements relay.Mesh (Broadcast, Direct, NodeJoined, NodeLeft,
@@ -22,7 +25,13 @@
 //   - undeliverableLoop: the only caller of Receiver.Undeliverable;
 //   - bootstrapLoop, one per bootstrap peer: keeps it connected;
 //   - senderLoop, one per destination relay of direct traffic, started on
-//     demand, ended after DirectIdleTimeout.
+//     demand, ended after DirectIdleTimeout;
+//   - discoveryWorker (4, with mDNS or the DHT): dial discovered relays;
+//   - rendezvousLoop (with the DHT): advertise and look up the rendezvous.
+//
+// go-libp2p runs the relay service, AutoNAT, hole punching and mDNS as
+// part of the host (mDNS is closed first in Close); the DHT runs its own
+// goroutines from New and is closed after ours have ended.
 //
 // libp2p runs handleDirect for inbound streams; those are tracked by
 // Node.inWG. Pubsub runs our validators (validateBroadcast asynchronously,
@@ -45,5 +54,9 @@
 //   - pendingMu: messages held by the speak-for wait, per origin;
 //   - scoresMu: the last sampled peer scores;
 //   - tracer.mu: drop counts and mesh membership;
-//   - timeCache.mu: direct-message dedup and the sent log.
+//   - timeCache.mu: direct-message dedup and the sent log;
+//   - reservations.mu: the mirror of the relay service's reservations
+//     (taken inside go-libp2p's relay lock, via the connection manager);
+//   - discovery.mu: discovered peers' last dial and source;
+//   - allowBlacklist.mu: peers blacklisted by pubsub.BlacklistPeer.
 package node

@@ -145,6 +145,9 @@ func (n *Node) pubsubOptions(o options) []pubsub.Option {
 		pubsub.WithPeerScore(ScoreParams(n.cfg.Network), ScoreThresholds()),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.inspectScores), n.cfg.ScoreInspectInterval),
 	}
+	if n.allow != nil {
+		opts = append(opts, pubsub.WithBlacklist(&allowBlacklist{allow: n.allow, extra: map[peer.ID]struct{}{}}))
+	}
 	if n.cfg.NoSign {
 		// StrictNoSign with an author would still send From/Seqno; the
 		// message id is content-derived anyway.

@@ -153,9 +153,10 @@ func (n *Node) TopicInfos() []TopicInfo {
 	return out
 }
 
-// Reservations lists the circuit relay v2 reservations this relay holds.
-// The relay service is not wired yet (a later issue): always empty.
-func (n *Node) Reservations() []Reservation { return nil }
+// Reservations lists the circuit relay v2 reservations this relay holds
+// for connected peers, sorted by peer ID; Addrs are the circuit addresses
+// through which each peer is reachable via this relay (natrelay.go).
+func (n *Node) Reservations() []Reservation { return n.relayReservations() }
 
 // Ping measures one round trip to the connected peer p with the libp2p
 // ping protocol; the peerstore records it (PeerInfo.Latency). It waits for

@@ -19,6 +19,7 @@ type metrics struct {
 	directLatency  prometheus.Histogram     // enqueue -> written
 	directRecv     *prometheus.CounterVec   // kind: message, nack
 	bootstrapDials *prometheus.CounterVec   // result
+	discovered     *prometheus.CounterVec   // source, result
 	peerScore      *prometheus.HistogramVec // sampled gossip scores
 	subLag         prometheus.Histogram     // validation -> subscription reader
 }
@@ -76,6 +77,10 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "bootstrap_dials_total",
 			Help: "Bootstrap dials by result (ok, error).",
 		}, []string{"result"}),
+		discovered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "discovered_total",
+			Help: "Peers found by mDNS or the DHT rendezvous, by source (mdns, dht) and result (connected: dialled now; known: already connected or dialled recently; failed: dial failed; skipped: queue full or enough peers).",
+		}, []string{"source", "result"}),
 		peerScore: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "peer_score",
 			Help:    "Sampled GossipSub scores of connected peers, by sign (negative, nonnegative).",
@@ -96,7 +101,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{
 		m.drops, m.validation, m.delivered, m.published, m.dirNodes, m.dirRelays,
 		m.dirRefused, m.directSent, m.directFailed, m.directLatency, m.directRecv,
-		m.bootstrapDials, m.peerScore, m.subLag,
+		m.bootstrapDials, m.discovered, m.peerScore, m.subLag,
 	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {

