@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"testing"
 	"time"
 
@@ -126,6 +127,29 @@ func TestBroadcastBurst(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d broadcasts over 2 hops in %v", total, time.Since(start))
+	// The burst queued faster than one publish at a time: a batched.
+	var h dto.Metric
+	if err := a.m.batch.Write(&h); err != nil {
+		t.Fatal(err)
+	}
+	msgs, gossip := h.GetHistogram().GetSampleSum(), h.GetHistogram().GetSampleCount()
+	t.Logf("a published %v messages in %d gossip messages", msgs, gossip)
+	if msgs != total || gossip >= total {
+		t.Errorf("a published %v messages in %d gossip messages; want %d in fewer", msgs, gossip, total)
+	}
+	for _, n := range []*tnode{b, c} {
+		n.rec.mu.Lock()
+		seen := map[string]int{}
+		for _, e := range n.rec.got {
+			seen[e.Sender+"/"+e.ID]++
+		}
+		n.rec.mu.Unlock()
+		for i := range total {
+			if k := seen[fmt.Sprintf("burster/b-%d", i)]; k != 1 {
+				t.Fatalf("%s: b-%d delivered %d times", n.name, i, k)
+			}
+		}
+	}
 	for _, n := range []*tnode{a, b, c} {
 		if d := n.tracer.dropped() - before[n]; d != 0 {
 			t.Errorf("%s dropped %d messages during the burst", n.name, d)

@@ -134,6 +134,14 @@ type Config struct {
 	// PublishQueueSize bounds broadcasts waiting to be published;
 	// Broadcast returns ErrBackpressure when it is full. Default 8192.
 	PublishQueueSize int
+	// PublishBatchBytes and PublishBatchMax bound a batch: the broadcasts
+	// waiting in the publish queue when the publisher is free again are
+	// published as one gossip message (a JSON array; docs/PROTOCOL.md
+	// "Batches") of at most PublishBatchMax messages and PublishBatchBytes
+	// bytes (never more than MaxMessageSize). A lone message is published
+	// as it is. PublishBatchMax 1 turns batching off. Default 64 KiB, 256.
+	PublishBatchBytes int
+	PublishBatchMax   int
 	// DirectQueueSize bounds direct messages waiting per destination
 	// relay; a message that does not fit is reported Undeliverable.
 	// Default 1024.
@@ -266,6 +274,8 @@ func DefaultConfig() Config {
 		ValidateConcurrency:   8192,
 		SubscriptionBuffer:    8192,
 		PublishQueueSize:      8192,
+		PublishBatchBytes:     64 << 10,
+		PublishBatchMax:       256,
 		DirectQueueSize:       1024,
 		DirectDialTimeout:     10 * time.Second,
 		DirectWriteTimeout:    10 * time.Second,
@@ -330,6 +340,8 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ValidateConcurrency, d.ValidateConcurrency)
 	setInt(&c.SubscriptionBuffer, d.SubscriptionBuffer)
 	setInt(&c.PublishQueueSize, d.PublishQueueSize)
+	setInt(&c.PublishBatchBytes, d.PublishBatchBytes)
+	setInt(&c.PublishBatchMax, d.PublishBatchMax)
 	setInt(&c.DirectQueueSize, d.DirectQueueSize)
 	setDur(&c.DirectDialTimeout, d.DirectDialTimeout)
 	setDur(&c.DirectWriteTimeout, d.DirectWriteTimeout)
@@ -401,6 +413,9 @@ func (c *Config) validate() (listen, announce []ma.Multiaddr, boot []peer.AddrIn
 	if c.PresenceInterval < minPresenceInterval || c.PresenceInterval > maxPresenceInterval {
 		errs = append(errs, fmt.Errorf("presence interval %v: must be within [%v, %v]", c.PresenceInterval, minPresenceInterval, maxPresenceInterval))
 	}
+	if c.PublishBatchMax > MaxBatchMessages {
+		errs = append(errs, fmt.Errorf("publish batch max %d: at most %d", c.PublishBatchMax, MaxBatchMessages))
+	}
 	if c.PresenceMissed < 2 {
 		errs = append(errs, fmt.Errorf("presence missed %d: at least 2", c.PresenceMissed))
 	}
@@ -416,6 +431,7 @@ func (c *Config) validate() (listen, announce []ma.Multiaddr, boot []peer.AddrIn
 		"validate queue size": c.ValidateQueueSize, "validate workers": c.ValidateWorkers,
 		"validate concurrency": c.ValidateConcurrency, "subscription buffer": c.SubscriptionBuffer,
 		"publish queue size": c.PublishQueueSize, "direct queue size": c.DirectQueueSize,
+		"publish batch bytes": c.PublishBatchBytes, "publish batch max": c.PublishBatchMax,
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d: must be positive", name, v))

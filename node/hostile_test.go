@@ -105,6 +105,12 @@ func TestHostilePeer(t *testing.T) {
 		[]byte(`{"message_type":"EntryAnnounce","sender_id":"mallory","payload":{}}`),                              // no message_id
 		[]byte(`{"message_type":"EntryAnnounce","message_id":"e-3","sender_id":"mallory","recipient_id":"alice"}`), // direct on broadcast
 		[]byte(`{"message_type":"EntryAnnounce","message_id":"e-4","sender_id":"alice","payload":{}}`),             // alice is a's
+		// Batches: refused as a whole when one message in them is bad.
+		[]byte(`[]`),
+		[]byte(`[{"message_type":"EntryAnnounce","message_id":"e-5","sender_id":"mallory"},{"message_type":"EntryAnnounce","sender_id":"mallory"}]`),
+		[]byte(`[{"message_type":"EntryAnnounce","message_id":"e-6","sender_id":"mallory"},{"message_type":"EntryAnnounce","message_id":"e-7","sender_id":"alice"}]`),
+		[]byte(`[{"message_type":"EntryAnnounce","message_id":"e-8","sender_id":"mallory"},`),
+		[]byte(`[{"message_type":"EntryAnnounce","message_id":"e-9","sender_id":"mallory"},7]`),
 	}
 	for _, d := range bad {
 		if err := evilB.Publish(ctx, d); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/gsio-net/gsio-relay/message"
 	"slices"
 	"testing"
 	"time"
@@ -98,6 +99,18 @@ func TestPlainGossipSubPeer(t *testing.T) {
 	}
 	waitDelivered(t, a, "plain-node", "p-1", 1)
 	waitDelivered(t, b, "plain-node", "p-1", 1)
+	// A batch (docs/PROTOCOL.md "Batches"): every message in it is delivered.
+	batch := message.AppendBatch(nil, [][]byte{
+		[]byte(`{"message_type":"EntryAnnounce","message_id":"p-2","sender_id":"plain-node","payload":{"v":2}}`),
+		[]byte(`{"message_type":"EntryAnnounce","message_id":"p-3","sender_id":"plain-node-2","payload":[3]}`),
+	})
+	if err := topic.Publish(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*tnode{a, b} {
+		waitDelivered(t, n, "plain-node", "p-2", 1)
+		waitDelivered(t, n, "plain-node-2", "p-3", 1)
+	}
 
 	b.NodeJoined("bnode")
 	env := envelope(t, "EntryAnnounce", "to-plain", "bnode", "", `{"e":2}`)

@@ -11,6 +11,7 @@ type metrics struct {
 	validation     *prometheus.CounterVec   // topic, result, reason
 	delivered      *prometheus.CounterVec   // kind: broadcast, direct
 	published      prometheus.Counter       // broadcasts handed to pubsub
+	batch          prometheus.Histogram     // messages per published gossip message
 	dirNodes       prometheus.Gauge         // distinct remote node ids
 	dirRelays      prometheus.Gauge         // relays in the directory
 	dirRefused     prometheus.Counter       // presence updates refused by a bound
@@ -43,6 +44,11 @@ func newMetrics() *metrics {
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "broadcast_published_total",
 			Help: "Local broadcasts published on the broadcast topic.",
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "broadcast_batch_messages",
+			Help:    "Local broadcasts per gossip message published (1: a lone message; more: a batch).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
 		}),
 		dirNodes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "directory_nodes",
@@ -99,7 +105,7 @@ func newMetrics() *metrics {
 // unregisters those it registered.
 func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{
-		m.drops, m.validation, m.delivered, m.published, m.dirNodes, m.dirRelays,
+		m.drops, m.validation, m.delivered, m.published, m.batch, m.dirNodes, m.dirRelays,
 		m.dirRefused, m.directSent, m.directFailed, m.directLatency, m.directRecv,
 		m.bootstrapDials, m.discovered, m.peerScore, m.subLag,
 	}

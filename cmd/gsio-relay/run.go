@@ -71,6 +71,7 @@ func runFlags() []cli.Flag {
 		strs("announce", nil, "libp2p `MULTIADDR` to announce instead of the listen addresses (repeatable)"),
 		strs("bootstrap", nil, "relay `MULTIADDR` with /p2p/ID to dial and keep connected (repeatable)"),
 		boolean("mdns", n.MDNS, "find relays of the same network on the local network (mDNS) and connect to them"),
+		boolean("gossip-sign", !n.NoSign, "sign every gossip message with the relay's key (StrictSign); false: StrictNoSign, faster but unauthenticated, for closed federations only; every relay of a network must agree"),
 		boolean("dht", n.DHT, "join the federation DHT (/gsio/kad/1.0.0) through the bootstrap relays, advertise this relay at the network's rendezvous and connect to the relays found there"),
 		// NAT traversal: circuit relay v2 service, AutoNAT, hole punching.
 		boolean("relay-service", !n.NoRelayService, "serve circuit relay v2 (hop) to libp2p peers behind NAT"),
@@ -158,6 +159,7 @@ func nodeConfig(c *cli.Context) node.Config {
 	n.Bootstrap = c.StringSlice("bootstrap")
 	n.MDNS = c.Bool("mdns")
 	n.DHT = c.Bool("dht")
+	n.NoSign = !c.Bool("gossip-sign")
 	n.NoRelayService = !c.Bool("relay-service")
 	n.RelayMaxReservations = c.Int("relay-max-reservations")
 	n.RelayMaxReservationsPerIP = c.Int("relay-max-reservations-per-ip")
