@@ -134,6 +134,11 @@ type Config struct {
 	// PublishQueueSize bounds broadcasts waiting to be published;
 	// Broadcast returns ErrBackpressure when it is full. Default 8192.
 	PublishQueueSize int
+	// SubscriptionGrace is how long a connected relay of the federation
+	// may stay unknown to pubsub as a subscriber of our topics before its
+	// connections are closed to reset both pubsub sessions (see
+	// subscriptionWatch). Default 10 s.
+	SubscriptionGrace time.Duration
 	// PublishBatchBytes and PublishBatchMax bound a batch: the broadcasts
 	// waiting in the publish queue when the publisher is free again are
 	// published as one gossip message (a JSON array; docs/PROTOCOL.md
@@ -275,6 +280,7 @@ func DefaultConfig() Config {
 		SubscriptionBuffer:    8192,
 		PublishQueueSize:      8192,
 		PublishBatchBytes:     64 << 10,
+		SubscriptionGrace:     10 * time.Second,
 		PublishBatchMax:       256,
 		DirectQueueSize:       1024,
 		DirectDialTimeout:     10 * time.Second,
@@ -341,6 +347,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.SubscriptionBuffer, d.SubscriptionBuffer)
 	setInt(&c.PublishQueueSize, d.PublishQueueSize)
 	setInt(&c.PublishBatchBytes, d.PublishBatchBytes)
+	setDur(&c.SubscriptionGrace, d.SubscriptionGrace)
 	setInt(&c.PublishBatchMax, d.PublishBatchMax)
 	setInt(&c.DirectQueueSize, d.DirectQueueSize)
 	setDur(&c.DirectDialTimeout, d.DirectDialTimeout)

@@ -12,6 +12,7 @@ type metrics struct {
 	delivered      *prometheus.CounterVec   // kind: broadcast, direct
 	published      prometheus.Counter       // broadcasts handed to pubsub
 	batch          prometheus.Histogram     // messages per published gossip message
+	subResets      prometheus.Counter       // relays disconnected by subscriptionWatch
 	dirNodes       prometheus.Gauge         // distinct remote node ids
 	dirRelays      prometheus.Gauge         // relays in the directory
 	dirRefused     prometheus.Counter       // presence updates refused by a bound
@@ -49,6 +50,10 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "broadcast_batch_messages",
 			Help:    "Local broadcasts per gossip message published (1: a lone message; more: a batch).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
+		}),
+		subResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "subscription_resets_total",
+			Help: "Relays whose connections were closed because pubsub did not know them as subscribers of our topics for SubscriptionGrace (a go-libp2p-pubsub v0.19 failure after a reconnect).",
 		}),
 		dirNodes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "directory_nodes",
@@ -105,7 +110,7 @@ func newMetrics() *metrics {
 // unregisters those it registered.
 func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{
-		m.drops, m.validation, m.delivered, m.published, m.batch, m.dirNodes, m.dirRelays,
+		m.drops, m.validation, m.delivered, m.published, m.batch, m.subResets, m.dirNodes, m.dirRelays,
 		m.dirRefused, m.directSent, m.directFailed, m.directLatency, m.directRecv,
 		m.bootstrapDials, m.discovered, m.peerScore, m.subLag,
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	goyamux "github.com/libp2p/go-yamux/v5"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
@@ -261,7 +262,7 @@ func (n *Node) newHost(listen []ma.Multiaddr, o options) (host.Host, error) {
 		libp2p.Transport(websocket.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Muxer(yamux.ID, muxer()),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(&watchedConnMgr{BasicConnMgr: cm, rs: n.rsvps}),
 		libp2p.Ping(true),
@@ -295,6 +296,19 @@ func (n *Node) newHost(listen []ma.Multiaddr, o options) (host.Host, error) {
 	return h, nil
 }
 
+// muxKeepAlive is yamux's keepalive interval. A connection whose peer
+// stopped answering (cut off, not closed) is closed after this plus yamux's
+// 10 s write timeout: 15 s instead of yamux's default 40 s, so that a
+// relay cut off and back on a new address meets live connections only.
+const muxKeepAlive = 5 * time.Second
+
+// muxer is go-libp2p's yamux transport with muxKeepAlive.
+func muxer() *yamux.Transport {
+	cfg := *(*goyamux.Config)(yamux.DefaultTransport)
+	cfg.KeepAliveInterval = muxKeepAlive
+	return (*yamux.Transport)(&cfg)
+}
+
 // Start joins the topics, subscribes, and starts the presence, publish,
 // bootstrap and housekeeping goroutines. r receives remote messages.
 func (n *Node) Start(r Receiver) error {
@@ -326,6 +340,7 @@ func (n *Node) Start(r Receiver) error {
 	n.goroutine(n.presenceLoop)
 	n.goroutine(func() { n.presenceEvents(n.presEvents) })
 	n.goroutine(n.sweepLoop)
+	n.goroutine(n.subscriptionWatch)
 	n.goroutine(n.undeliverableLoop)
 	for _, b := range n.boot {
 		n.goroutine(func() { n.bootstrapLoop(b) })
