@@ -25,9 +25,15 @@ test:
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
-# Fuzz the parsers; FUZZTIME each.
+# Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one at a time).
+FUZZ_TARGETS := message:FuzzParse message:FuzzSetID message:FuzzBuild message:FuzzSplitBatch \
+	transport:FuzzNewFrame node:FuzzReadFrame
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./message/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} ($${t%%:*})"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/; \
+	done
 
 clean:
 	rm -rf bin

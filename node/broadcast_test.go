@@ -172,3 +172,27 @@ func TestBroadcastNoSign(t *testing.T) {
 	}
 	waitDelivered(t, c, "alice", "ns-1", 1)
 }
+
+// TestBroadcastAtStart: broadcasts handed to a relay right after it
+// started, before its bootstrap peer is connected and subscribed, are held
+// until it is (PublishPeerWait), not published into an empty topic and
+// lost.
+func TestBroadcastAtStart(t *testing.T) {
+	b := newNode(t, "b", nil)
+	a := newNode(t, "a", func(c *Config) { c.Bootstrap = []string{b.Addrs()[0].String()} })
+	a.NodeJoined("early")
+	const total = 20
+	for i := range total {
+		if err := a.Broadcast(envelope(t, "EntryAnnounce", fmt.Sprint("s-", i), "early", "", `{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range total {
+		waitDelivered(t, b, "early", fmt.Sprint("s-", i), 1)
+	}
+	var h dto.Metric
+	if err := a.m.publishWait.Write(&h); err != nil || h.GetHistogram().GetSampleCount() == 0 {
+		t.Fatalf("publish_peer_wait_seconds count %d (%v): want the first publish held", h.GetHistogram().GetSampleCount(), err)
+	}
+	t.Logf("first publish held %.1f ms", 1000*h.GetHistogram().GetSampleSum())
+}

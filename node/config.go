@@ -134,6 +134,14 @@ type Config struct {
 	// PublishQueueSize bounds broadcasts waiting to be published;
 	// Broadcast returns ErrBackpressure when it is full. Default 8192.
 	PublishQueueSize int
+	// PublishPeerWait bounds how long broadcasts wait to be published while
+	// no peer is known subscribed to the broadcast topic although the relay
+	// has a federation (bootstrap peers, or relays in its directory): at
+	// start, or after losing every peer. GossipSub sends a publish only to
+	// the peers it knows then, so publishing into an empty topic loses the
+	// message. After the wait the relay publishes anyway, until it has had
+	// peers again. Default 5 s.
+	PublishPeerWait time.Duration
 	// SubscriptionGrace is how long a connected relay of the federation
 	// may stay unknown to pubsub as a subscriber of our topics before its
 	// connections are closed to reset both pubsub sessions (see
@@ -281,6 +289,7 @@ func DefaultConfig() Config {
 		PublishQueueSize:      8192,
 		PublishBatchBytes:     64 << 10,
 		SubscriptionGrace:     10 * time.Second,
+		PublishPeerWait:       5 * time.Second,
 		PublishBatchMax:       256,
 		DirectQueueSize:       1024,
 		DirectDialTimeout:     10 * time.Second,
@@ -348,6 +357,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.PublishQueueSize, d.PublishQueueSize)
 	setInt(&c.PublishBatchBytes, d.PublishBatchBytes)
 	setDur(&c.SubscriptionGrace, d.SubscriptionGrace)
+	setDur(&c.PublishPeerWait, d.PublishPeerWait)
 	setInt(&c.PublishBatchMax, d.PublishBatchMax)
 	setInt(&c.DirectQueueSize, d.DirectQueueSize)
 	setDur(&c.DirectDialTimeout, d.DirectDialTimeout)

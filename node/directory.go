@@ -272,6 +272,13 @@ func (d *directory) holdersOf(node string) []peer.ID {
 	return out
 }
 
+// relayCount is the number of relays in the directory.
+func (d *directory) relayCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.relays)
+}
+
 // lastSeen returns when relay r was last heard of (zero if unknown).
 func (d *directory) lastSeen(r peer.ID) time.Time {
 	d.mu.Lock()

@@ -140,6 +140,11 @@ func (n *Node) pubsubOptions(o options) []pubsub.Option {
 		pubsub.WithValidateThrottle(2 * n.cfg.ValidateConcurrency),
 		pubsub.WithSeenMessagesTTL(n.cfg.SeenMessagesTTL),
 		pubsub.WithPeerExchange(false),
+		// Our own messages go to every subscribed peer, not only to the
+		// mesh (go-libp2p-pubsub v0.19 has it off by default): a relay
+		// just started or reconnected has an empty mesh until the next
+		// heartbeat, and what it published meanwhile would reach no one.
+		pubsub.WithFloodPublish(true),
 		pubsub.WithRawTracer(n.tracer),
 		pubsub.WithLogger(n.log.With("system", "pubsub")),
 		pubsub.WithPeerScore(ScoreParams(n.cfg.Network), ScoreThresholds()),
@@ -185,6 +190,9 @@ func (n *Node) joinTopics() error {
 	}
 	if n.presTopic, err = n.ps.Join(pt); err != nil {
 		return fmt.Errorf("join topic %q: %w", pt, err)
+	}
+	if n.bcastEvents, err = n.bcastTopic.EventHandler(); err != nil {
+		return fmt.Errorf("topic %q events: %w", bt, err)
 	}
 	if n.presEvents, err = n.presTopic.EventHandler(); err != nil {
 		return fmt.Errorf("topic %q events: %w", pt, err)
@@ -437,6 +445,7 @@ func (n *Node) Broadcast(env *message.Envelope) error {
 // is published as it is.
 func (n *Node) publishLoop() {
 	limit := min(n.cfg.PublishBatchBytes, n.cfg.MaxMessageSize)
+	emptySince := time.Now() // the topic has had no peer since
 	var (
 		batch [][]byte
 		buf   []byte
@@ -469,6 +478,7 @@ func (n *Node) publishLoop() {
 				break fill
 			}
 		}
+		n.awaitTopicPeers(&emptySince)
 		data := batch[0]
 		if len(batch) > 1 {
 			// A fresh buffer: pubsub keeps the bytes (seen cache, gossip).
@@ -485,4 +495,82 @@ func (n *Node) publishLoop() {
 		n.m.published.Add(float64(len(batch)))
 		n.m.batch.Observe(float64(len(batch)))
 	}
+}
+
+// broadcastEvents keeps bcastPeers, the peers known subscribed to the
+// broadcast topic, and kicks bcastJoined when one joins.
+func (n *Node) broadcastEvents(h *pubsub.TopicEventHandler) {
+	for {
+		ev, err := h.NextPeerEvent(n.ctx)
+		if err != nil {
+			return
+		}
+		n.bcastMu.Lock()
+		switch ev.Type {
+		case pubsub.PeerJoin:
+			n.bcastPeers[ev.Peer] = struct{}{}
+		case pubsub.PeerLeave:
+			delete(n.bcastPeers, ev.Peer)
+		}
+		n.bcastMu.Unlock()
+		if ev.Type == pubsub.PeerJoin {
+			select {
+			case n.bcastJoined <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// canPublish reports whether pubsub would send a broadcast to anyone: a
+// peer subscribed to the topic to which it has an outbound stream. (A
+// peer's subscriptions may arrive before pubsub's stream to it is open;
+// an RPC for it is dropped until then.)
+func (n *Node) canPublish() bool {
+	n.bcastMu.Lock()
+	ps := make([]peer.ID, 0, len(n.bcastPeers))
+	for p := range n.bcastPeers {
+		ps = append(ps, p)
+	}
+	n.bcastMu.Unlock()
+	return n.tracer.anyOutbound(ps)
+}
+
+// awaitTopicPeers holds a publish while no peer would receive it although
+// the relay has a federation to expect (bootstrap peers, or relays in its
+// directory): GossipSub would send it to no one, and nothing sends it
+// later. The wait ends when a peer can receive it, or PublishPeerWait
+// after the topic became empty (*emptySince); after that, publishes go
+// out at once until the topic has had a peer again.
+func (n *Node) awaitTopicPeers(emptySince *time.Time) {
+	if n.canPublish() {
+		*emptySince = time.Time{}
+		return
+	}
+	if emptySince.IsZero() {
+		*emptySince = time.Now()
+	}
+	if len(n.boot) == 0 && n.dir.relayCount() == 0 {
+		return // alone by configuration: nobody to wait for
+	}
+	wait := time.Until(emptySince.Add(n.cfg.PublishPeerWait))
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	start := time.Now()
+	for !n.canPublish() {
+		select {
+		case <-n.bcastJoined:
+		case <-n.tracer.outbound:
+		case <-t.C:
+			n.log.Warn("publishing broadcasts with no federation peer subscribed", "waited", time.Since(start).Round(time.Millisecond))
+			return
+		case <-n.ctx.Done():
+			return
+		}
+	}
+	n.m.publishWait.Observe(time.Since(start).Seconds())
+	*emptySince = time.Time{}
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	published      prometheus.Counter       // broadcasts handed to pubsub
 	batch          prometheus.Histogram     // messages per published gossip message
 	subResets      prometheus.Counter       // relays disconnected by subscriptionWatch
+	publishWait    prometheus.Histogram     // publishes held until a topic peer appeared
 	dirNodes       prometheus.Gauge         // distinct remote node ids
 	dirRelays      prometheus.Gauge         // relays in the directory
 	dirRefused     prometheus.Counter       // presence updates refused by a bound
@@ -54,6 +55,11 @@ func newMetrics() *metrics {
 		subResets: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "subscription_resets_total",
 			Help: "Relays whose connections were closed because pubsub did not know them as subscribers of our topics for SubscriptionGrace (a go-libp2p-pubsub v0.19 failure after a reconnect).",
+		}),
+		publishWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "publish_peer_wait_seconds",
+			Help:    "How long a broadcast publish was held because no federation peer was subscribed yet (at start, or after losing every peer).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8), // 1 ms .. 16 s
 		}),
 		dirNodes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "directory_nodes",
@@ -110,7 +116,7 @@ func newMetrics() *metrics {
 // unregisters those it registered.
 func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{
-		m.drops, m.validation, m.delivered, m.published, m.batch, m.subResets, m.dirNodes, m.dirRelays,
+		m.drops, m.validation, m.delivered, m.published, m.batch, m.subResets, m.publishWait, m.dirNodes, m.dirRelays,
 		m.dirRefused, m.directSent, m.directFailed, m.directLatency, m.directRecv,
 		m.bootstrapDials, m.discovered, m.peerScore, m.subLag,
 	}

@@ -94,7 +94,13 @@ type Node struct {
 	presenceKick chan struct{}
 	snapshotKick chan struct{}
 	presEvents   *pubsub.TopicEventHandler
-	epoch        int64
+	bcastEvents  *pubsub.TopicEventHandler
+	// bcastPeers are the peers pubsub knows subscribed to the broadcast
+	// topic; bcastJoined is kicked when one joins (see awaitTopicPeers).
+	bcastMu     sync.Mutex
+	bcastPeers  map[peer.ID]struct{}
+	bcastJoined chan struct{}
+	epoch       int64
 
 	pubQ chan []byte
 
@@ -158,6 +164,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		localPending: map[string]bool{},
 		presenceKick: make(chan struct{}, 1),
 		snapshotKick: make(chan struct{}, 1),
+		bcastJoined:  make(chan struct{}, 1),
+		bcastPeers:   map[peer.ID]struct{}{},
 		epoch:        time.Now().UnixMilli(),
 		pubQ:         make(chan []byte, cfg.PublishQueueSize),
 		senders:      map[peer.ID]*sender{},
@@ -339,6 +347,7 @@ func (n *Node) Start(r Receiver) error {
 	n.goroutine(n.publishLoop)
 	n.goroutine(n.presenceLoop)
 	n.goroutine(func() { n.presenceEvents(n.presEvents) })
+	n.goroutine(func() { n.broadcastEvents(n.bcastEvents) })
 	n.goroutine(n.sweepLoop)
 	n.goroutine(n.subscriptionWatch)
 	n.goroutine(n.undeliverableLoop)
@@ -449,10 +458,12 @@ func (n *Node) Close() error {
 // leaveTopics cancels subscriptions and closes topics; used by Close and
 // by a failed Start. Callers hold startMu or run after closed is set.
 func (n *Node) leaveTopics() {
-	if n.presEvents != nil {
-		n.presEvents.Cancel()
-		n.presEvents = nil
+	for _, h := range []*pubsub.TopicEventHandler{n.presEvents, n.bcastEvents} {
+		if h != nil {
+			h.Cancel()
+		}
 	}
+	n.presEvents, n.bcastEvents = nil, nil
 	for _, s := range []*pubsub.Subscription{n.bcastSub, n.presSub} {
 		if s != nil {
 			s.Cancel()

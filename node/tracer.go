@@ -17,10 +17,13 @@ type tracer struct {
 	m        *metrics
 	topicTag func(string) string
 
-	mu    sync.Mutex     // guards drops, total and mesh
+	mu    sync.Mutex     // guards drops, total, mesh and out
 	drops map[string]int // since the last takeDrops
 	total int            // since start
 	mesh  map[string]map[peer.ID]struct{}
+	out   map[peer.ID]struct{} // peers pubsub has an outbound stream to
+	// outbound is kicked when an outbound stream opens (awaitTopicPeers).
+	outbound chan struct{}
 }
 
 var _ pubsub.RawTracer = (*tracer)(nil)
@@ -38,9 +41,41 @@ func newTracer(n *Node) *tracer {
 			}
 			return "other"
 		},
-		drops: map[string]int{},
-		mesh:  map[string]map[peer.ID]struct{}{},
+		drops:    map[string]int{},
+		mesh:     map[string]map[peer.ID]struct{}{},
+		out:      map[peer.ID]struct{}{},
+		outbound: make(chan struct{}, 1),
 	}
+}
+
+// OnNewOutboundStream: pubsub can send to p from now on (before, an RPC
+// for p is dropped: "no send queue").
+func (t *tracer) OnNewOutboundStream(p peer.ID, _ protocol.ID) {
+	t.mu.Lock()
+	t.out[p] = struct{}{}
+	t.mu.Unlock()
+	select {
+	case t.outbound <- struct{}{}:
+	default:
+	}
+}
+
+func (t *tracer) OnClosedOutboundStream(p peer.ID) {
+	t.mu.Lock()
+	delete(t.out, p)
+	t.mu.Unlock()
+}
+
+// anyOutbound reports whether pubsub has an outbound stream to one of ps.
+func (t *tracer) anyOutbound(ps []peer.ID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range ps {
+		if _, ok := t.out[p]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // drop counts k dropped messages for reason.
@@ -141,8 +176,6 @@ func (t *tracer) UndeliverableMessage(msg *pubsub.Message) {
 	t.drop("subscriber_too_slow", 1)
 }
 
-func (t *tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
-func (t *tracer) OnClosedOutboundStream(peer.ID)                       {}
 func (t *tracer) Join(string)                                          {}
 func (t *tracer) ValidateMessage(*pubsub.Message)                      {}
 func (t *tracer) DeliverMessage(*pubsub.Message)                       {}
