@@ -427,8 +427,8 @@ func TestSlowConsumerCloseFrame(t *testing.T) {
 func TestPingPong(t *testing.T) {
 	rec := newRecorder(t)
 	cfg := testConfig()
-	cfg.PingInterval = 40 * time.Millisecond
-	cfg.PongTimeout = 400 * time.Millisecond
+	cfg.PingInterval = 100 * time.Millisecond
+	cfg.PongTimeout = time.Second
 	s := startServer(t, cfg, rec)
 
 	// A well-behaved client: answers pings (as gorilla's default does)
