@@ -9,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -165,23 +164,7 @@ func (n *Node) Ping(ctx context.Context, p peer.ID) (time.Duration, error) {
 	if n.host.Network().Connectedness(p) != network.Connected {
 		return 0, errors.New("not connected")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	results := ping.Ping(ctx, n.host, p)
-	var res ping.Result
-	select {
-	case r, ok := <-results:
-		if ok {
-			res = r
-		} else {
-			res.Error = ctx.Err()
-		}
-	case <-ctx.Done():
-		res.Error = ctx.Err()
-	}
-	cancel()
-	for range results { // the ping goroutine ends on cancel and closes results
-	}
-	return res.RTT, res.Error
+	return pingOnce(ctx, n.host, p)
 }
 
 func peerSet(ids []peer.ID) map[peer.ID]bool {

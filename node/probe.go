@@ -197,9 +197,17 @@ func dialCause(err error) error {
 	return err
 }
 
-// probePing measures one libp2p ping round trip to p.
+// probePing measures one libp2p ping round trip to p, within 5 s.
 func probePing(ctx context.Context, h host.Host, p peer.ID) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return pingOnce(ctx, h, p)
+}
+
+// pingOnce measures one libp2p ping round trip to p. It waits for the ping's
+// goroutine to end before it returns.
+func pingOnce(ctx context.Context, h host.Host, p peer.ID) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	results := ping.Ping(ctx, h, p)
 	var res ping.Result
 	select {
