@@ -331,7 +331,7 @@ func (n *Node) onDirectMessage(from peer.ID, body []byte) {
 		n.log.Debug("direct message rejected", "remote", from.String(), "reason", reason)
 		return
 	}
-	if r, reason := n.speakFor(n.ctx, from, env.Sender); r != pubsub.ValidationAccept {
+	if r, reason := n.speakFor(n.ctx, from, env.Sender, time.Now().Add(n.cfg.SpeakForWait)); r != pubsub.ValidationAccept {
 		n.countValidation("direct", r, reason)
 		n.log.Debug("direct message refused", "remote", from.String(), "node", env.Sender, "reason", reason)
 		return

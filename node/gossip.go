@@ -251,11 +251,13 @@ func (n *Node) validateBroadcast(ctx context.Context, src peer.ID, m *pubsub.Mes
 		return pubsub.ValidationIgnore
 	}
 	if o != "" {
+		// One SpeakForWait for the whole batch, not one per sender.
+		deadline := time.Now().Add(n.cfg.SpeakForWait)
 		for k := range envs {
 			if k > 0 && envs[k].Sender == envs[k-1].Sender {
 				continue // the common case: one sender's run
 			}
-			if r, reason := n.speakFor(ctx, o, envs[k].Sender); r != pubsub.ValidationAccept {
+			if r, reason := n.speakFor(ctx, o, envs[k].Sender, deadline); r != pubsub.ValidationAccept {
 				n.countValidation("broadcast", r, reason)
 				n.log.Debug("broadcast refused", "remote", src.String(), "node", envs[k].Sender, "reason", reason)
 				return r
@@ -336,9 +338,10 @@ const speakForPendingMax = 1024
 //   - origin is not a relay (never sent presence) and no relay (this one
 //     included) holds sender: accept (a plain GossipSub peer speaks for
 //     itself);
-//   - otherwise wait up to SpeakForWait for origin's presence to announce
-//     sender (a join racing the message); then reject.
-func (n *Node) speakFor(ctx context.Context, origin peer.ID, sender string) (pubsub.ValidationResult, string) {
+//   - otherwise wait until deadline (SpeakForWait after the message, or
+//     after the batch, arrived) for origin's presence to announce sender (a
+//     join racing the message); then reject.
+func (n *Node) speakFor(ctx context.Context, origin peer.ID, sender string, deadline time.Time) (pubsub.ValidationResult, string) {
 	var timer *time.Timer
 	for {
 		v := n.dir.speaks(origin, sender, time.Now())
@@ -361,7 +364,7 @@ func (n *Node) speakFor(ctx context.Context, origin peer.ID, sender string) (pub
 				}
 				n.pendingMu.Unlock()
 			}()
-			timer = time.NewTimer(n.cfg.SpeakForWait)
+			timer = time.NewTimer(time.Until(deadline))
 			defer timer.Stop()
 		}
 		select {
