@@ -27,7 +27,7 @@ fmt:
 
 # Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one at a time).
 FUZZ_TARGETS := message:FuzzParse message:FuzzSetID message:FuzzBuild message:FuzzSplitBatch \
-	transport:FuzzNewFrame node:FuzzReadFrame
+	wsframe:FuzzNewText node:FuzzReadFrame
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

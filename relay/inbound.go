@@ -5,18 +5,15 @@ import (
 	"time"
 
 	"github.com/gsio-net/gsio-relay/message"
-	"github.com/gsio-net/gsio-relay/transport"
+	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
-const (
-	closePolicy = 1008 // RFC 6455 policy violation: flooding, bad node_id
-)
-
-// Frame routes one text frame of a local connection: rate limit, parse,
-// bind or check the sender, assign a message_id, drop duplicates, then
-// deliver locally and hand to the mesh.
-func (r *Router) Frame(c *transport.Conn, data []byte) {
-	s := c.Tag().(*session)
+// Frame routes one text frame of the session's connection: rate limit,
+// parse, bind or check the sender, assign a message_id, drop duplicates,
+// then deliver locally and hand to the mesh. data is only valid during the
+// call.
+func (s *Session) Frame(data []byte) {
+	r := s.r
 	s.in.Add(1)
 	if !r.admit(s, data) {
 		return
@@ -29,21 +26,21 @@ func (r *Router) Frame(c *transport.Conn, data []byte) {
 			code, msg = perr.Code, perr.Msg
 		}
 		r.metrics.drop(DropInvalid)
-		r.sendError(c, s.nodeID, code, msg, env.ID)
+		r.sendError(s, s.nodeID, code, msg, env.ID)
 		return
 	}
 	if s.nodeID == "" {
 		r.bind(s, env.Sender)
 	} else if env.Sender != s.nodeID {
 		r.metrics.drop(DropSenderMismatch)
-		r.sendError(c, s.nodeID, message.CodeSenderMismatch,
+		r.sendError(s, s.nodeID, message.CodeSenderMismatch,
 			"sender_id differs from the node id bound to this connection", env.ID)
 		return
 	}
 	if env.ID == "" {
 		env.SetID(message.NewID())
 	}
-	if !r.dedup.add(env.Sender, env.ID) {
+	if !r.dedup.Add(dedupKey{env.Sender, env.ID}) {
 		r.metrics.DedupHits.Inc()
 		r.log.Debug("duplicate dropped", "node", env.Sender, "id", env.ID)
 		return
@@ -51,7 +48,7 @@ func (r *Router) Frame(c *transport.Conn, data []byte) {
 	r.metrics.countIn(env.Type, RouteLocal, len(env.Raw))
 	// The frame holds the one copy of the message that outlives data (a
 	// pooled read buffer): the mesh gets the same bytes.
-	f := transport.NewFrame(env.Raw)
+	f := wsframe.NewText(env.Raw)
 	env.Raw = f.Message()
 	env.Payload = nil
 	if env.Broadcast() {
@@ -64,7 +61,7 @@ func (r *Router) Frame(c *transport.Conn, data []byte) {
 // admit applies the per-connection rate limit. A refused message gets one
 // RelayError per second; a connection that sends more than its rate in
 // refused messages within one second is flooding and is closed with 1008.
-func (r *Router) admit(s *session, data []byte) bool {
+func (r *Router) admit(s *Session, data []byte) bool {
 	if s.limiter.Allow() {
 		return true
 	}
@@ -77,12 +74,12 @@ func (r *Router) admit(s *session, data []byte) bool {
 	if float64(s.refused) > r.cfg.RateLimit {
 		r.metrics.Errors.WithLabelValues("flooding").Inc()
 		r.log.Info("closing flooding connection", "conn", s.conn.ID(), "remote", s.conn.RemoteAddr())
-		s.conn.Close(closePolicy, "flooding")
+		s.conn.Close(ClosePolicy, "flooding")
 		return false
 	}
 	if !s.notified {
 		s.notified = true
-		r.sendError(s.conn, s.nodeID, message.CodeRateLimited,
+		r.sendError(s, s.nodeID, message.CodeRateLimited,
 			"over the per-connection message rate; messages are being dropped", refOf(data))
 	}
 	return false
@@ -99,13 +96,13 @@ func refOf(data []byte) string {
 // refuses it (publish queue full) nobody gets it, the pair is forgotten and
 // the sender is told, so that a retry with the same message_id is a new
 // message rather than a silently dropped duplicate.
-func (r *Router) broadcast(s *session, env *message.Envelope, f *transport.Frame) {
+func (r *Router) broadcast(s *Session, env *message.Envelope, f *wsframe.Frame) {
 	if r.mesh != nil {
 		if err := r.mesh.Broadcast(env); err != nil {
-			r.dedup.remove(env.Sender, env.ID)
+			r.dedup.Remove(dedupKey{env.Sender, env.ID})
 			r.metrics.drop(DropPublishFailed)
 			r.log.Debug("publish to federation failed", "node", env.Sender, "id", env.ID, "err", err)
-			r.sendError(s.conn, s.nodeID, message.CodeRateLimited,
+			r.sendError(s, s.nodeID, message.CodeRateLimited,
 				"the federation is not taking messages now; retry later", env.ID)
 			return
 		}
@@ -115,13 +112,13 @@ func (r *Router) broadcast(s *session, env *message.Envelope, f *transport.Frame
 	r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), n)
 	if env.Type == message.TypeNodeListRequest {
 		resp := message.NodeListResponse(r.cfg.RelayID, env.Sender, r.Nodes())
-		if r.send(s, transport.NewFrame(resp)) {
+		if r.send(s, wsframe.NewText(resp)) {
 			r.metrics.countOut(message.TypeNodeListResponse, RouteLocal, len(resp), 1)
 		}
 	}
 }
 
-func (r *Router) direct(s *session, env *message.Envelope, f *transport.Frame) {
+func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
 	if to := r.local(env.Recipient); to != nil {
 		if r.send(to, f) {
 			r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), 1)
@@ -132,9 +129,9 @@ func (r *Router) direct(s *session, env *message.Envelope, f *transport.Frame) {
 		r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)
 		return
 	}
-	r.dedup.remove(env.Sender, env.ID) // a retry once the recipient is there is delivered
+	r.dedup.Remove(dedupKey{env.Sender, env.ID}) // a retry once the recipient is there is delivered
 	r.metrics.drop(DropRecipientUnknown)
-	r.sendError(s.conn, s.nodeID, message.CodeRecipientUnknown,
+	r.sendError(s, s.nodeID, message.CodeRecipientUnknown,
 		"no node "+quote(env.Recipient)+" is connected to the federation", env.ID)
 }
 

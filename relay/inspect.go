@@ -9,7 +9,7 @@ import (
 // SessionInfo describes one node bound on this relay, for the admin API.
 type SessionInfo struct {
 	NodeID      string
-	Conn        uint64    // the connection's id (transport.Conn.ID)
+	Conn        uint64    // the connection's id (Conn.ID)
 	Remote      string    // the client's ip:port
 	ConnectedAt time.Time // when the WebSocket upgrade completed
 	MessagesIn  uint64    // frames received from the connection (refused ones included)
@@ -22,7 +22,7 @@ type SessionInfo struct {
 // Router.mu only to copy the table; the queues are read afterwards.
 func (r *Router) Sessions() []SessionInfo {
 	r.mu.RLock()
-	ss := make([]*session, 0, len(r.nodes))
+	ss := make([]*Session, 0, len(r.nodes))
 	ids := make([]string, 0, len(r.nodes))
 	for id, s := range r.nodes {
 		ss = append(ss, s)

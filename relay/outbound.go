@@ -2,7 +2,7 @@ package relay
 
 import (
 	"github.com/gsio-net/gsio-relay/message"
-	"github.com/gsio-net/gsio-relay/transport"
+	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
 // Deliver takes a validated message from the federation to local nodes:
@@ -10,11 +10,11 @@ import (
 // recipient. Duplicates (the same message by gossip and direct, or from two
 // relays of a multi-homed sender) are delivered once.
 func (r *Router) Deliver(env *message.Envelope) {
-	if !r.dedup.add(env.Sender, env.ID) {
+	if !r.dedup.Add(dedupKey{env.Sender, env.ID}) {
 		r.metrics.DedupHits.Inc()
 		return
 	}
-	f := transport.NewFrame(env.Raw)
+	f := wsframe.NewText(env.Raw)
 	if env.Broadcast() {
 		r.metrics.countIn(env.Type, RouteGossip, len(env.Raw))
 		r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), r.fanout(f, env.Sender))
@@ -34,11 +34,11 @@ func (r *Router) Deliver(env *message.Envelope) {
 // Undeliverable tells a local sender that its direct message found no
 // recipient at the relay it was routed to.
 func (r *Router) Undeliverable(sender, messageID, recipient string) {
-	r.dedup.remove(sender, messageID)
+	r.dedup.Remove(dedupKey{sender, messageID})
 	s := r.local(sender)
 	if s == nil {
 		return
 	}
-	r.sendError(s.conn, sender, message.CodeRecipientUnknown,
+	r.sendError(s, sender, message.CodeRecipientUnknown,
 		"no node "+quote(recipient)+" is connected to the federation", messageID)
 }

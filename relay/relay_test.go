@@ -18,7 +18,6 @@ import (
 
 	"github.com/gsio-net/gsio-relay/relay"
 	"github.com/gsio-net/gsio-relay/testnet"
-	"github.com/gsio-net/gsio-relay/transport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -225,7 +224,7 @@ func TestTakeoverClosesOlderConnection(t *testing.T) {
 	hello(t, r, old)
 	hello(t, r, watcher, old)
 	newer := testnet.Dial(t, r.URL+"?node_id=node-a", "node-a")
-	old.ExpectClose(transport.CloseReplaced)
+	old.ExpectClose(relay.CloseReplaced)
 	watcher.Send("EntryRequest", "to-a", "node-a", `{}`)
 	if m := newer.Expect("EntryRequest"); m.ID != "to-a" {
 		t.Fatalf("got %s", m.Raw)

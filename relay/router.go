@@ -9,9 +9,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gsio-net/gsio-relay/message"
-	"github.com/gsio-net/gsio-relay/transport"
 	"golang.org/x/time/rate"
+
+	"github.com/gsio-net/gsio-relay/internal/ttlset"
+	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
 // Config holds the routing settings an operator chooses.
@@ -67,18 +69,18 @@ type Router struct {
 	mesh    Mesh // nil: a relay alone
 	log     *slog.Logger
 	metrics *Metrics
-	dedup   *dedup
+	dedup   *ttlset.Set[dedupKey]
 
 	mu       sync.RWMutex
-	nodes    map[string]*session // bound local nodes by node id
+	nodes    map[string]*Session // bound local nodes by node id
 	localGen atomic.Uint64       // bumped on every change of nodes
 	cache    nodesCache
 }
 
-var (
-	_ transport.Handler = (*Router)(nil)
-	_ Inbound           = (*Router)(nil)
-)
+var _ Inbound = (*Router)(nil)
+
+// dedupKey identifies a message federation-wide.
+type dedupKey struct{ sender, id string }
 
 // New returns a Router. mesh may be nil for a relay without federation.
 func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
@@ -89,8 +91,8 @@ func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
 		cfg:   cfg,
 		mesh:  mesh,
 		log:   slog.New(slog.DiscardHandler),
-		nodes: make(map[string]*session),
-		dedup: newDedup(cfg.DedupSize, cfg.DedupTTL, time.Now),
+		nodes: make(map[string]*Session),
+		dedup: ttlset.New[dedupKey](cfg.DedupSize, cfg.DedupTTL, nil),
 	}
 	for _, o := range opts {
 		o(r)
@@ -101,11 +103,13 @@ func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
 	return r, nil
 }
 
-// session is the router's state of one connection. Only the connection's
-// read pump writes nodeID (with Router.mu held) and touches the limiter
-// fields; other goroutines read nodeID with Router.mu held.
-type session struct {
-	conn    *transport.Conn
+// Session is the router's state of one connection, returned by Open. The
+// connection's read pump calls Frame and Closed. Only the read pump writes
+// nodeID (with Router.mu held) and touches the limiter fields; other
+// goroutines read nodeID with Router.mu held.
+type Session struct {
+	r       *Router
+	conn    Conn
 	nodeID  string
 	limiter *rate.Limiter
 	// flood accounting: messages refused by the limiter in the current
@@ -167,31 +171,30 @@ func (r *Router) Nodes() []string {
 	return slices.Clone(ids)
 }
 
-// Open binds the connection to its ?node_id= when it gave one.
-func (r *Router) Open(c *transport.Conn) {
-	s := &session{
+// Open starts the session of a new connection and binds it to its
+// ?node_id= when it gave one. It never returns nil.
+func (r *Router) Open(c Conn) *Session {
+	s := &Session{
+		r:       r,
 		conn:    c,
 		limiter: rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst),
 	}
-	c.SetTag(s)
 	r.metrics.Connections.Inc()
-	if id := c.QueryNodeID(); id != "" {
+	if id := c.Query("node_id"); id != "" {
 		if len(id) > message.MaxIDLen || !utf8.ValidString(id) {
-			c.Close(closePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
-			return
+			c.Close(ClosePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
+			return s
 		}
 		r.bind(s, id)
 	}
+	return s
 }
 
 // Closed forgets the connection and announces the node's leave, unless a
 // newer connection took the node id over.
-func (r *Router) Closed(c *transport.Conn) {
-	s, _ := c.Tag().(*session)
+func (s *Session) Closed() {
+	r := s.r
 	r.metrics.Connections.Dec()
-	if s == nil {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s.nodeID != "" && r.nodes[s.nodeID] == s {
@@ -206,7 +209,7 @@ func (r *Router) Closed(c *transport.Conn) {
 
 // bind makes s the connection of node id; an older connection of the same
 // id on this relay is closed with CloseReplaced.
-func (r *Router) bind(s *session, id string) {
+func (r *Router) bind(s *Session, id string) {
 	r.mu.Lock()
 	old := r.nodes[id]
 	r.nodes[id] = s
@@ -221,12 +224,12 @@ func (r *Router) bind(s *session, id string) {
 	r.mu.Unlock()
 	if old != nil && old != s {
 		r.log.Info("node taken over by a newer connection", "node", id, "conn", old.conn.ID(), "remote", s.conn.RemoteAddr())
-		old.conn.Close(transport.CloseReplaced, "replaced by a newer connection")
+		old.conn.Close(CloseReplaced, "replaced by a newer connection")
 	}
 }
 
 // local returns the session bound to node id, or nil.
-func (r *Router) local(id string) *session {
+func (r *Router) local(id string) *Session {
 	r.mu.RLock()
 	s := r.nodes[id]
 	r.mu.RUnlock()
@@ -235,7 +238,7 @@ func (r *Router) local(id string) *session {
 
 // fanout sends one prepared frame to every local node except the one named
 // (unless echo is on). It reports the number of receivers.
-func (r *Router) fanout(f *transport.Frame, except string) int {
+func (r *Router) fanout(f *wsframe.Frame, except string) int {
 	n := 0
 	r.mu.RLock()
 	for id, s := range r.nodes {
@@ -252,20 +255,20 @@ func (r *Router) fanout(f *transport.Frame, except string) int {
 
 // send queues f to s and counts it for the session; a refused send
 // (closing connection, slow consumer) is counted as a drop.
-func (r *Router) send(s *session, f *transport.Frame) bool {
-	if s.conn.Send(f) {
-		s.out.Add(1)
-		return true
+func (r *Router) send(s *Session, f *wsframe.Frame) bool {
+	if err := s.conn.Send(f); err != nil {
+		r.metrics.drop(DropSendRefused)
+		return false
 	}
-	r.metrics.drop(DropSendRefused)
-	return false
+	s.out.Add(1)
+	return true
 }
 
-// sendError queues a RelayError for node id to on connection c.
-func (r *Router) sendError(c *transport.Conn, to, code, msg, ref string) {
+// sendError queues a RelayError for node id to on session s.
+func (r *Router) sendError(s *Session, to, code, msg, ref string) {
 	r.metrics.Errors.WithLabelValues(code).Inc()
 	b := message.RelayError(r.cfg.RelayID, to, code, msg, ref)
-	if s, ok := c.Tag().(*session); ok && r.send(s, transport.NewFrame(b)) {
+	if r.send(s, wsframe.NewText(b)) {
 		r.metrics.countOut(message.TypeRelayError, RouteLocal, len(b), 1)
 	}
 }

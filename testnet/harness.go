@@ -153,7 +153,7 @@ func (h *Harness) start(r *Relay) {
 	}
 	tc := transport.DefaultConfig()
 	tc.Listen = "127.0.0.1:0"
-	ws, err := transport.New(tc, rt, topts...)
+	ws, err := transport.New(tc, func(c *transport.Conn) transport.Session { return rt.Open(c) }, topts...)
 	if err != nil {
 		t.Fatalf("relay %d: transport: %v", r.Index, err)
 	}

@@ -33,7 +33,7 @@ func StartStandalone(t testing.TB, rc func(*relay.Config), tc func(*transport.Co
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
-	ws, err := transport.New(tcfg, r)
+	ws, err := transport.New(tcfg, func(c *transport.Conn) transport.Session { return r.Open(c) })
 	if err != nil {
 		t.Fatalf("transport.New: %v", err)
 	}

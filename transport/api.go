@@ -2,24 +2,22 @@ package transport
 
 import "time"
 
-// Close codes used by the relay beyond RFC 6455's.
-const (
-	CloseReplaced = 4000 // the node id was taken over by a newer connection
-)
+// Handler is called once per connection, after the upgrade and before the
+// first frame is read, from the connection's read pump. It returns the
+// Session that takes the connection's frames; it must not return nil. cmd
+// wires the router here: transport knows nothing of what the frames mean.
+type Handler func(c *Conn) Session
 
-// Handler receives connection events. It is implemented by relay.Router.
-//
-// Open and Frame for one Conn are called from that connection's read pump,
-// one at a time and in order; Closed is called exactly once, after the last
-// Frame, also from the read pump. Different connections call concurrently.
-type Handler interface {
-	// Open is called after the upgrade, before the first frame is read.
-	Open(c *Conn)
+// Session is the handler's side of one connection. Frame is called from the
+// connection's read pump, one at a time and in order; Closed exactly once,
+// after the last Frame, also from the read pump. Different connections call
+// concurrently.
+type Session interface {
 	// Frame is called for every complete text frame that is valid UTF-8
 	// and within the size limit. data is only valid during the call.
-	Frame(c *Conn, data []byte)
+	Frame(data []byte)
 	// Closed is called once when the connection is gone.
-	Closed(c *Conn)
+	Closed()
 }
 
 // Config holds the operator's settings of the WebSocket listener.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/wsframe"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -33,19 +35,19 @@ func benchFanout(b *testing.B, coalesce bool) {
 	var mu sync.Mutex
 	var targets []*Conn
 	rec.onOpen = func(c *Conn) {
-		if c.QueryNodeID() == "receiver" {
+		if c.Query("node_id") == "receiver" {
 			mu.Lock()
 			targets = append(targets, c)
 			mu.Unlock()
 		}
 	}
 	rec.onFrame = func(_ *Conn, data []byte) {
-		f := NewFrame(data)
+		f := wsframe.NewText(data)
 		mu.Lock()
 		ts := targets
 		mu.Unlock()
 		for _, c := range ts {
-			if !c.Send(f) {
+			if c.Send(f) != nil {
 				b.Error("Send refused")
 			}
 		}

@@ -4,12 +4,24 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/gsio-net/gsio-relay/wsframe"
+)
+
+// Errors of Send: the reasons a frame is not queued.
+var (
+	// ErrClosing: the connection is closing or closed.
+	ErrClosing = errors.New("connection closing")
+	// ErrSlowConsumer: the frame would overflow the send queue; the
+	// connection is being closed with 1008.
+	ErrSlowConsumer = errors.New("slow consumer")
 )
 
 // Conn is one upgraded WebSocket connection.
@@ -24,24 +36,24 @@ type Conn struct {
 	sock   *socket
 	remote string
 	ip     string
-	nodeID string
+	query  string // raw query of the upgrade request
 	at     time.Time
-	tag    atomic.Pointer[any]
+	sess   Session // the handler's side; read pump only
 
 	readRefreshed int64 // UnixNano of the last read deadline refresh; read pump only
 
 	closed atomic.Bool // mirrors closing, for the read pump's lock-free check
 
-	mu          sync.Mutex    // guards the fields below
-	queue       []*Frame      // data frames waiting for the writer
-	queueBytes  int           // sum of Len over queue
-	pingPending bool          // a keepalive ping waits for the writer
-	pong        *Frame        // pong to the latest ping, waiting for the writer
-	closeFrame  *Frame        // close frame to write after queue, then stop
-	closing     bool          // no more Sends; set by Close, slow consumer, read end
-	dead        bool          // a write failed: nothing more is written
-	writing     bool          // a writer goroutine is running
-	writerDone  chan struct{} // closed by the writer on exit when non-nil
+	mu          sync.Mutex       // guards the fields below
+	queue       []*wsframe.Frame // data frames waiting for the writer
+	queueBytes  int              // sum of Len over queue
+	pingPending bool             // a keepalive ping waits for the writer
+	pong        *wsframe.Frame   // pong to the latest ping, waiting for the writer
+	closeFrame  *wsframe.Frame   // close frame to write after queue, then stop
+	closing     bool             // no more Sends; set by Close, slow consumer, read end
+	dead        bool             // a write failed: nothing more is written
+	writing     bool             // a writer goroutine is running
+	writerDone  chan struct{}    // closed by the writer on exit when non-nil
 }
 
 // ID is unique among the connections of one Server.
@@ -50,23 +62,18 @@ func (c *Conn) ID() uint64 { return c.id }
 // RemoteAddr is the peer's "ip:port".
 func (c *Conn) RemoteAddr() string { return c.remote }
 
-// QueryNodeID is the node_id query parameter of the upgrade request, or "".
-func (c *Conn) QueryNodeID() string { return c.nodeID }
+// Query returns the named query parameter of the upgrade request (the
+// client's connect parameters), or "".
+func (c *Conn) Query(name string) string {
+	v, err := url.ParseQuery(c.query)
+	if err != nil && v == nil {
+		return ""
+	}
+	return v.Get(name)
+}
 
 // ConnectedAt is the time of the upgrade.
 func (c *Conn) ConnectedAt() time.Time { return c.at }
-
-// SetTag stores the handler's per-connection state. Typically called in
-// Handler.Open; safe to call from any goroutine.
-func (c *Conn) SetTag(v any) { c.tag.Store(&v) }
-
-// Tag returns what SetTag stored, or nil.
-func (c *Conn) Tag() any {
-	if p := c.tag.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
 
 // QueueLen reports the frames and bytes waiting to be written.
 func (c *Conn) QueueLen() (frames, bytes int) {
@@ -75,34 +82,34 @@ func (c *Conn) QueueLen() (frames, bytes int) {
 	return len(c.queue), c.queueBytes
 }
 
-// Send queues f for the client and never blocks. It reports false when the
-// connection is closing. When the queue would exceed SendQueueFrames or
-// SendQueueBytes, the connection is closed as a slow consumer (1008): its
-// queue is dropped and Send returns false.
-func (c *Conn) Send(f *Frame) bool {
+// Send queues f for the client and never blocks. It returns ErrClosing
+// when the connection is closing. When the queue would exceed
+// SendQueueFrames or SendQueueBytes, the connection is closed as a slow
+// consumer (1008): its queue is dropped and Send returns ErrSlowConsumer.
+func (c *Conn) Send(f *wsframe.Frame) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return false
+		return ErrClosing
 	}
 	cfg := &c.srv.cfg
-	if len(c.queue) >= cfg.SendQueueFrames || c.queueBytes+len(f.b) > cfg.SendQueueBytes {
+	if len(c.queue) >= cfg.SendQueueFrames || c.queueBytes+f.Len() > cfg.SendQueueBytes {
 		frames, bytes := len(c.queue), c.queueBytes
 		c.slowConsumerLocked()
 		c.mu.Unlock()
 		c.srv.m.SlowConsumers.Inc()
 		c.srv.log.Warn("slow consumer: closing connection", "conn", c.id, "remote", c.remote,
 			"queued_frames", frames, "queued_bytes", bytes)
-		return false
+		return ErrSlowConsumer
 	}
 	if c.queue == nil {
 		c.queue = getQueue()
 	}
 	c.queue = append(c.queue, f)
-	c.queueBytes += len(f.b)
+	c.queueBytes += f.Len()
 	c.startWriterLocked()
 	c.mu.Unlock()
-	return true
+	return nil
 }
 
 // Close closes the connection with code and reason. It does not block and
@@ -112,12 +119,12 @@ func (c *Conn) Send(f *Frame) bool {
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closeLocked(newCloseFrame(code, reason), false)
+	c.closeLocked(wsframe.NewClose(code, reason), false)
 }
 
 // closeLocked starts the closing handshake with cf unless it was started
 // already. drop discards the queued frames first.
-func (c *Conn) closeLocked(cf *Frame, drop bool) {
+func (c *Conn) closeLocked(cf *wsframe.Frame, drop bool) {
 	if c.closing {
 		return
 	}
@@ -134,7 +141,7 @@ func (c *Conn) closeLocked(cf *Frame, drop bool) {
 }
 
 func (c *Conn) slowConsumerLocked() {
-	c.closeLocked(newCloseFrame(websocket.ClosePolicyViolation, "slow consumer"), true)
+	c.closeLocked(wsframe.NewClose(websocket.ClosePolicyViolation, "slow consumer"), true)
 	// A writer blocked on a full socket gives up soon; the close frame
 	// goes out if there is room for it.
 	c.sock.capWrite(time.Now().Add(closeGrace))
@@ -172,7 +179,7 @@ func (c *Conn) startWriterLocked() {
 
 // writeScratch is a writer's reusable batch storage.
 type writeScratch struct {
-	frames []*Frame
+	frames []*wsframe.Frame
 	bufs   [][]byte
 }
 
@@ -188,14 +195,14 @@ const (
 // burst does not regrow a queue from nothing on every connection.
 var queuePool sync.Pool
 
-func getQueue() []*Frame {
-	if q, ok := queuePool.Get().(*[]*Frame); ok {
+func getQueue() []*wsframe.Frame {
+	if q, ok := queuePool.Get().(*[]*wsframe.Frame); ok {
 		return (*q)[:0]
 	}
 	return nil
 }
 
-func putQueue(q []*Frame) {
+func putQueue(q []*wsframe.Frame) {
 	if cap(q) > keepScratchCap {
 		return
 	}
@@ -226,22 +233,22 @@ func (c *Conn) writeLoop() {
 		}
 		bufs := sc.bufs[:0]
 		if c.pingPending {
-			bufs = append(bufs, pingFrame.b)
+			bufs = append(bufs, wsframe.Ping.Wire())
 			c.pingPending = false
 		}
 		if c.pong != nil {
-			bufs = append(bufs, c.pong.b)
+			bufs = append(bufs, c.pong.Wire())
 			c.pong = nil
 		}
 		frames := c.queue
 		c.queue, c.queueBytes = sc.frames[:0], 0
 		for _, f := range frames {
-			bufs = append(bufs, f.b)
+			bufs = append(bufs, f.Wire())
 		}
 		cf := c.closeFrame
 		c.closeFrame = nil
 		if cf != nil {
-			bufs = append(bufs, cf.b)
+			bufs = append(bufs, cf.Wire())
 		}
 		c.mu.Unlock()
 
@@ -302,11 +309,10 @@ const (
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, readBufStart); return &b }}
 
 // readLoop is the connection's read pump. It runs from the upgrade until
-// the connection is gone, then closes the socket and calls Handler.Closed.
+// the connection is gone, then closes the socket and calls Session.Closed.
 func (c *Conn) readLoop() {
-	h := c.srv.h
 	c.refreshRead()
-	h.Open(c)
+	c.sess = c.srv.h(c)
 	var err error
 	for {
 		var mt int
@@ -326,7 +332,7 @@ func (c *Conn) readLoop() {
 		msg, err = readMessage(r, orig[:0])
 		if err == nil && !c.closed.Load() {
 			if utf8.Valid(msg) {
-				h.Frame(c, msg)
+				c.sess.Frame(msg)
 			} else {
 				c.Close(websocket.CloseInvalidFramePayloadData, "text frame is not valid UTF-8")
 			}
@@ -379,7 +385,7 @@ func (c *Conn) onPing(data string) error {
 	c.refreshRead()
 	c.mu.Lock()
 	if !c.closing {
-		c.pong = newFrame(finPong, []byte(data))
+		c.pong = wsframe.NewPong([]byte(data))
 		c.startWriterLocked()
 	}
 	c.mu.Unlock()
@@ -396,14 +402,14 @@ func (c *Conn) onPong(string) error {
 // has stopped listening.
 func (c *Conn) onClose(code int, _ string) error {
 	c.mu.Lock()
-	c.closeLocked(newCloseFrame(code, ""), true)
+	c.closeLocked(wsframe.NewClose(code, ""), true)
 	c.mu.Unlock()
 	return nil
 }
 
 // finish ends the connection once the read pump has stopped: no more
 // Sends, the writer gets a moment to flush a pending close frame, then the
-// socket is closed, the connection unregistered, and Handler.Closed called.
+// socket is closed, the connection unregistered, and Session.Closed called.
 func (c *Conn) finish(err error) {
 	c.mu.Lock()
 	c.closing = true
@@ -425,7 +431,7 @@ func (c *Conn) finish(err error) {
 	c.sock.closeSocket()
 	c.srv.unregister(c)
 	c.srv.log.Debug("connection closed", "conn", c.id, "remote", c.remote, "reason", closeReason(err))
-	c.srv.h.Closed(c)
+	c.sess.Closed()
 }
 
 // lingers reports whether the read pump ended on an error after which the

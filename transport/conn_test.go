@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
+	"github.com/gsio-net/gsio-relay/wsframe"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -100,7 +103,7 @@ func TestTooLarge(t *testing.T) {
 	rec.onFrame = func(c *Conn, data []byte) {
 		if string(data) == "stream" {
 			for i := range stream {
-				c.Send(NewFrame([]byte(strconv.Itoa(i))))
+				c.Send(wsframe.NewText([]byte(strconv.Itoa(i))))
 			}
 		}
 	}
@@ -198,11 +201,11 @@ func TestConnCloseAfterQueued(t *testing.T) {
 			return
 		}
 		for _, m := range []string{"one", "two", "three"} {
-			c.Send(NewFrame([]byte(m)))
+			c.Send(wsframe.NewText([]byte(m)))
 		}
-		c.Close(CloseReplaced, "replaced")
+		c.Close(4000, "replaced") // an application close code passes through
 		c.Close(websocket.CloseNormalClosure, "second close is ignored")
-		sendAfterClose <- c.Send(NewFrame([]byte("four")))
+		sendAfterClose <- c.Send(wsframe.NewText([]byte("four"))) == nil
 	}
 	s := startServer(t, testConfig(), rec)
 	ws := dial(t, s, "/")
@@ -219,14 +222,14 @@ func TestConnCloseAfterQueued(t *testing.T) {
 		got = append(got, string(p))
 	}
 	ce, ok := err.(*websocket.CloseError)
-	if !ok || ce.Code != CloseReplaced || ce.Text != "replaced" {
+	if !ok || ce.Code != 4000 || ce.Text != "replaced" {
 		t.Fatalf("read ended with %v, want close 4000 \"replaced\"", err)
 	}
 	if strings.Join(got, ",") != "one,two,three" {
 		t.Errorf("frames before close: %q", got)
 	}
 	if <-sendAfterClose {
-		t.Error("Send after Close returned true")
+		t.Error("Send after Close queued the frame")
 	}
 	// The client's close reply ends the connection without waiting for
 	// the grace period.
@@ -245,7 +248,7 @@ func TestCloseFromOutsideWhileIdle(t *testing.T) {
 		t.Fatalf("read ended with %v", err)
 	}
 	rec.waitClosed(t, c, 5*time.Second)
-	if c.Send(NewFrame([]byte("x"))) {
+	if c.Send(wsframe.NewText([]byte("x"))) == nil {
 		t.Error("Send on a closed conn returned true")
 	}
 }
@@ -276,15 +279,15 @@ type fanout struct {
 }
 
 func (f *fanout) frame(c *Conn, data []byte) {
-	if c.QueryNodeID() != "sender" {
+	if c.Query("node_id") != "sender" {
 		return
 	}
-	fr := NewFrame(data)
+	fr := wsframe.NewText(data)
 	for _, o := range f.rec.conns() {
 		if o == c {
 			continue
 		}
-		if !o.Send(fr) {
+		if o.Send(fr) != nil {
 			f.refused.Add(1)
 		}
 		n, b := o.QueueLen()
@@ -398,9 +401,9 @@ func TestSlowConsumerCloseFrame(t *testing.T) {
 	rec := newRecorder(t)
 	overflowed := make(chan int, 1)
 	rec.onFrame = func(c *Conn, data []byte) {
-		f := NewFrame([]byte("flood"))
+		f := wsframe.NewText([]byte("flood"))
 		for i := range 1_000_000 {
-			if !c.Send(f) {
+			if c.Send(f) != nil {
 				overflowed <- i
 				return
 			}
@@ -494,7 +497,7 @@ func TestPingPong(t *testing.T) {
 	// The answering client outlives several PongTimeouts: it gets pings
 	// for three of them and is still connected.
 	want := int64(3 * cfg.PongTimeout / cfg.PingInterval)
-	eventually(t, 10*time.Second, func() bool { return pings.Load() >= want || rec.isClosed(good) },
+	testutil.Eventually(t, 10*time.Second, func() bool { return pings.Load() >= want || rec.isClosed(good) },
 		"%d pings, have %d", want, pings.Load())
 	if rec.isClosed(good) {
 		t.Fatalf("client answering pings was dropped after %d pings", pings.Load())
@@ -518,9 +521,9 @@ func TestConcurrentSend(t *testing.T) {
 	for g := range senders {
 		wg.Go(func() {
 			for i := range perSender {
-				f := NewFrame([]byte(fmt.Sprintf("%d-%d", g, i)))
+				f := wsframe.NewText([]byte(fmt.Sprintf("%d-%d", g, i)))
 				for _, c := range conns {
-					if !c.Send(f) {
+					if c.Send(f) != nil {
 						t.Error("Send refused")
 						return
 					}
@@ -579,7 +582,7 @@ func TestServerCloseDuringTraffic(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 10*time.Second, func() bool { return frames.Load() > 1000 }, "traffic flowing")
+	testutil.Eventually(t, 10*time.Second, func() bool { return frames.Load() > 1000 }, "traffic flowing")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.Close(ctx); err != nil {

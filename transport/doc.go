@@ -4,7 +4,10 @@
 // (size, UTF-8, binary, keepalive, deadlines, send queue, connection counts,
 // Origin, auth token).
 //
-// It knows nothing of GSIO routing: each text frame is handed to a Handler.
+// It knows nothing of GSIO: the Handler (cmd wires relay.Router.Open) gets
+// each new connection and returns the Session that takes its text frames;
+// connect parameters are plain query parameters (Conn.Query), frames are
+// wsframe.Frames, and close codes other than RFC 6455's are the handler's.
 //
 // Goroutines. Every one is started through Server.wg and ends before
 // Server.Close returns (except the waiter noted below):
@@ -17,7 +20,7 @@
 //   - keepalive (one, from Start): every PingInterval it queues a ping to
 //     each connection. Ends when Close closes quit.
 //   - read pump (one per connection, from the upgrade handler, which then
-//     returns): reads frames, calls Handler.Open/Frame/Closed, owns the
+//     returns): reads frames, calls the Handler, then Session.Frame and Session.Closed, owns the
 //     socket's final Close. Ends on a read error, the peer's close frame,
 //     or the read deadline (PongTimeout; capped to about a second once a
 //     close frame is sent, and to "now" when a write fails).
@@ -34,7 +37,7 @@
 // and calls Conn.Close(1001) on every connection. Each writer flushes the
 // frames queued so far and the close frame; each read pump ends on the
 // client's close reply or a second later, closes its socket and calls
-// Handler.Closed. If ctx ends first, the remaining sockets are closed at
+// Session.Closed. If ctx ends first, the remaining sockets are closed at
 // once.
 //
 // Locks. Server.mu guards the connection set and the counters. Conn.mu
@@ -46,5 +49,5 @@
 // Memory. An idle connection holds its read pump's stack, gorilla's Conn
 // with a ReadBufferSize bufio.Reader, and the socket: no writer goroutine,
 // no write buffer, no timer. Message buffers come from a pool for the
-// length of one Handler.Frame call.
+// length of one Session.Frame call.
 package transport

@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
@@ -21,30 +21,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// testLogger discards, unless TRANSPORT_TEST_LOG=1 (debug to stderr).
-func testLogger() *slog.Logger {
-	if os.Getenv("TRANSPORT_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// eventually waits until cond holds, failing the test after d.
-func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	wait := time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %s", d, fmt.Sprintf(format, args...))
-		}
-		time.Sleep(wait)
-		if wait < 50*time.Millisecond {
-			wait *= 2
-		}
-	}
 }
 
 // recorder is a test Handler. It checks the Handler contract (Open first,
@@ -73,21 +49,32 @@ func newRecorder(t testing.TB) *recorder {
 	}
 }
 
-func (r *recorder) Open(c *Conn) {
+// handler is the recorder as the server's Handler: each connection gets
+// its own recSession, which must be the one its Frame and Closed reach.
+func (r *recorder) handler(c *Conn) Session {
 	r.mu.Lock()
 	if r.state[c] != 0 {
-		r.t.Errorf("Open called twice for conn %d", c.ID())
+		r.t.Errorf("Handler called twice for conn %d", c.ID())
 	}
 	r.state[c] = 1
 	r.mu.Unlock()
-	c.SetTag(fmt.Sprintf("tag-%d", c.ID()))
 	if r.onOpen != nil {
 		r.onOpen(c)
 	}
 	r.opened <- c
+	return &recSession{r: r, c: c}
 }
 
-func (r *recorder) Frame(c *Conn, data []byte) {
+// recSession is the Session of one connection of a recorder.
+type recSession struct {
+	r *recorder
+	c *Conn
+}
+
+func (s *recSession) Frame(data []byte) { s.r.frame(s.c, data) }
+func (s *recSession) Closed()           { s.r.closedConn(s.c) }
+
+func (r *recorder) frame(c *Conn, data []byte) {
 	r.mu.Lock()
 	if r.state[c] != 1 {
 		r.t.Errorf("Frame on conn %d in state %d", c.ID(), r.state[c])
@@ -96,24 +83,18 @@ func (r *recorder) Frame(c *Conn, data []byte) {
 		r.frames[c] = append(r.frames[c], string(data))
 	}
 	r.mu.Unlock()
-	if got, want := c.Tag(), fmt.Sprintf("tag-%d", c.ID()); got != want {
-		r.t.Errorf("Tag() in Frame = %v, want %v", got, want)
-	}
 	if r.onFrame != nil {
 		r.onFrame(c, data)
 	}
 }
 
-func (r *recorder) Closed(c *Conn) {
+func (r *recorder) closedConn(c *Conn) {
 	r.mu.Lock()
 	if r.state[c] != 1 {
 		r.t.Errorf("Closed on conn %d in state %d", c.ID(), r.state[c])
 	}
 	r.state[c] = 2
 	r.mu.Unlock()
-	if got, want := c.Tag(), fmt.Sprintf("tag-%d", c.ID()); got != want {
-		r.t.Errorf("Tag() in Closed = %v, want %v", got, want)
-	}
 	r.closed <- c
 }
 
@@ -169,7 +150,7 @@ func (r *recorder) waitOpen(t testing.TB) *Conn {
 // waitClosed waits until Handler.Closed was called for c.
 func (r *recorder) waitClosed(t testing.TB, c *Conn, d time.Duration) {
 	t.Helper()
-	eventually(t, d, func() bool { return r.isClosed(c) }, "Handler.Closed for conn %d", c.ID())
+	testutil.Eventually(t, d, func() bool { return r.isClosed(c) }, "Session.Closed for conn %d", c.ID())
 }
 
 // testConfig is a config for loopback tests.
@@ -183,7 +164,7 @@ func testConfig() Config {
 // saw every connection closed exactly once.
 func startServer(t testing.TB, cfg Config, h *recorder) *Server {
 	t.Helper()
-	s, err := New(cfg, h, WithLogger(testLogger()))
+	s, err := New(cfg, h.handler, WithLogger(testutil.Logger()))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

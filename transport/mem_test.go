@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 )
 
 // TestIdleConnMemory measures what an idle connection costs the server:
@@ -66,7 +68,7 @@ func TestIdleConnMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	clients = append(clients, warm)
-	eventually(t, 10*time.Second, func() bool { return s.Conns() == 1 }, "warm-up conn")
+	testutil.Eventually(t, 10*time.Second, func() bool { return s.Conns() == 1 }, "warm-up conn")
 
 	heap0, stack0, rss0 := memNow()
 	start := time.Now()
@@ -77,7 +79,7 @@ func TestIdleConnMemory(t *testing.T) {
 		}
 		clients = append(clients, c)
 	}
-	eventually(t, 60*time.Second, func() bool { return s.Conns() == n+1 }, "%d conns, have %d", n+1, s.Conns())
+	testutil.Eventually(t, 60*time.Second, func() bool { return s.Conns() == n+1 }, "%d conns, have %d", n+1, s.Conns())
 	dialTime := time.Since(start)
 	heap1, stack1, rss1 := memNow()
 

@@ -1,9 +1,9 @@
 package transport
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
 // Metrics are the WebSocket side's Prometheus collectors. Every update is
@@ -72,19 +72,13 @@ func WithMetrics(m *Metrics) Option {
 
 func (m *Metrics) reject(reason string) { m.rejected[reason].Inc() }
 
-// monoBase anchors monoNow: durations since it use the monotonic clock.
-var monoBase = time.Now()
-
-// monoNow is a monotonic timestamp in nanoseconds, for Frame.at.
-func monoNow() int64 { return int64(time.Since(monoBase)) }
-
 // observeDelivery records the delivery latency of one written batch: that
 // of its oldest data frame (queued first), so one observation per write,
 // not per frame, keeps the histogram off the per-message path.
-func (m *Metrics) observeDelivery(frames []*Frame) {
+func (m *Metrics) observeDelivery(frames []*wsframe.Frame) {
 	for _, f := range frames {
-		if f.at != 0 {
-			m.Delivery.Observe(float64(monoNow()-f.at) / 1e9)
+		if age := f.Age(); age != 0 {
+			m.Delivery.Observe(age.Seconds())
 			return
 		}
 	}

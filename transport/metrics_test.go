@@ -1,11 +1,15 @@
 package transport
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/gsio-net/gsio-relay/wsframe"
+)
 
 // The write path observes every frame it writes: no allocation.
 func TestMetricsDoNotAllocate(t *testing.T) {
 	m := NewMetrics(nil)
-	frames := []*Frame{NewFrame([]byte("a")), NewFrame([]byte("b"))}
+	frames := []*wsframe.Frame{wsframe.NewText([]byte("a")), wsframe.NewText([]byte("b"))}
 	n := testing.AllocsPerRun(1000, func() {
 		m.observeDelivery(frames)
 		m.SlowConsumers.Inc()

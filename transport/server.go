@@ -2,8 +2,6 @@ package transport
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/gsio-net/gsio-relay/internal/bearer"
 )
 
 // ErrClosed is returned by Start after Close.
@@ -32,8 +32,7 @@ type Server struct {
 	tlsConfig *tls.Config
 	anyOrigin bool
 	origins   []string // normalized AllowedOrigins when not anyOrigin
-	tokenHash [sha256.Size]byte
-	hasToken  bool
+	token     bearer.Token
 
 	nextID atomic.Uint64
 	wg     sync.WaitGroup // every goroutine the server starts
@@ -92,10 +91,7 @@ func New(cfg Config, h Handler, opts ...Option) (*Server, error) {
 		}
 		s.origins = append(s.origins, n)
 	}
-	if cfg.AuthToken != "" {
-		s.hasToken = true
-		s.tokenHash = sha256.Sum256([]byte(cfg.AuthToken))
-	}
+	s.token = bearer.New(cfg.AuthToken)
 	s.up = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		ReadBufferSize:   cfg.ReadBufferSize,
@@ -288,7 +284,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "Expected Upgrade: websocket")
 		return
 	}
-	if !s.authorized(r) {
+	if !s.token.HeaderOrQuery(r, "token") {
 		s.m.reject(rejectUnauthorized)
 		s.log.Debug("upgrade refused: bad or missing token", "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay"`)
@@ -326,7 +322,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		sock:   hw.sock,
 		remote: r.RemoteAddr,
 		ip:     ip,
-		nodeID: strings.Clone(r.URL.Query().Get("node_id")),
+		query:  strings.Clone(r.URL.RawQuery),
 		at:     time.Now(),
 	}
 	ws.SetReadLimit(s.cfg.MaxMessageSize)
@@ -343,7 +339,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.CloseGoingAway, "going away")
 	}
 	s.m.Accepted.Inc()
-	s.log.Debug("connection open", "conn", c.id, "remote", c.remote, "node", c.nodeID)
+	s.log.Debug("connection open", "conn", c.id, "remote", c.remote)
 	s.wg.Go(c.readLoop)
 }
 
@@ -387,26 +383,6 @@ func (s *Server) release(ip string, c *Conn) {
 }
 
 func (s *Server) unregister(c *Conn) { s.release(c.ip, c) }
-
-// authorized checks the bearer token (header or ?token=) in constant time.
-func (s *Server) authorized(r *http.Request) bool {
-	if !s.hasToken {
-		return true
-	}
-	ok := false
-	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		ok = s.tokenMatches(strings.TrimSpace(h[7:]))
-	}
-	if q := r.URL.Query().Get("token"); q != "" && s.tokenMatches(q) {
-		ok = true
-	}
-	return ok
-}
-
-func (s *Server) tokenMatches(t string) bool {
-	h := sha256.Sum256([]byte(t))
-	return subtle.ConstantTimeCompare(h[:], s.tokenHash[:]) == 1
-}
 
 // originAllowed applies AllowedOrigins. A request without Origin comes
 // from a non-browser client and is allowed.

@@ -20,11 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
+	"github.com/gsio-net/gsio-relay/wsframe"
+
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 )
 
-func echo(c *Conn, data []byte) { c.Send(NewFrame(data)) }
+func echo(c *Conn, data []byte) { c.Send(wsframe.NewText(data)) }
 
 func TestPlainRequestAndPaths(t *testing.T) {
 	rec := newRecorder(t)
@@ -84,11 +87,14 @@ func TestConnIdentity(t *testing.T) {
 	ca := rec.waitOpen(t)
 	b := dial(t, s, "/")
 	cb := rec.waitOpen(t)
-	if got := ca.QueryNodeID(); got != "node-a" {
-		t.Errorf("QueryNodeID = %q, want node-a", got)
+	if got := ca.Query("node_id"); got != "node-a" {
+		t.Errorf(`Query("node_id") = %q, want node-a`, got)
 	}
-	if got := cb.QueryNodeID(); got != "" {
-		t.Errorf("QueryNodeID without parameter = %q, want empty", got)
+	if got := ca.Query("x"); got != "1" {
+		t.Errorf(`Query("x") = %q, want 1`, got)
+	}
+	if got := cb.Query("node_id"); got != "" {
+		t.Errorf(`Query("node_id") without parameter = %q, want empty`, got)
 	}
 	if ca.ID() == cb.ID() || ca.ID() == 0 {
 		t.Errorf("IDs %d and %d, want distinct and non-zero", ca.ID(), cb.ID())
@@ -106,7 +112,7 @@ func TestConnIdentity(t *testing.T) {
 	// the recorder), and the counts go down.
 	a.Close()
 	rec.waitClosed(t, ca, 5*time.Second)
-	eventually(t, 5*time.Second, func() bool { return s.Conns() == 1 }, "Conns() == 1, have %d", s.Conns())
+	testutil.Eventually(t, 5*time.Second, func() bool { return s.Conns() == 1 }, "Conns() == 1, have %d", s.Conns())
 }
 
 func TestMaxConns(t *testing.T) {
@@ -121,7 +127,7 @@ func TestMaxConns(t *testing.T) {
 	rec.waitOpen(t)
 	dialStatus(t, &testDialer, wsURL(s, "/"), nil, http.StatusServiceUnavailable)
 	a.Close()
-	eventually(t, 5*time.Second, func() bool { return s.Conns() == 1 }, "Conns() == 1")
+	testutil.Eventually(t, 5*time.Second, func() bool { return s.Conns() == 1 }, "Conns() == 1")
 	dial(t, s, "/")
 	rec.waitOpen(t)
 	dialStatus(t, &testDialer, wsURL(s, "/"), nil, http.StatusServiceUnavailable)
@@ -150,7 +156,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 	dialStatus(t, &other, wsURL(s, "/"), nil, http.StatusTooManyRequests)
 
 	a.Close()
-	eventually(t, 5*time.Second, func() bool { return s.Conns() == 1 }, "Conns() == 1")
+	testutil.Eventually(t, 5*time.Second, func() bool { return s.Conns() == 1 }, "Conns() == 1")
 	dial(t, s, "/")
 }
 
@@ -271,7 +277,7 @@ func TestTLS(t *testing.T) {
 	rec.onFrame = func(c *Conn, data []byte) {
 		if string(data) == "burst" {
 			for i := range burst {
-				c.Send(NewFrame([]byte(strings.Repeat("x", i%300))))
+				c.Send(wsframe.NewText([]byte(strings.Repeat("x", i%300))))
 			}
 			return
 		}
@@ -344,7 +350,7 @@ func TestServerClose(t *testing.T) {
 	// Frames queued before Close reach the client before the 1001.
 	for _, c := range conns {
 		for i := range queued {
-			if !c.Send(NewFrame([]byte{byte('a' + i%26)})) {
+			if c.Send(wsframe.NewText([]byte{byte('a' + i%26)})) != nil {
 				t.Fatal("Send failed on an open conn")
 			}
 		}
@@ -429,7 +435,7 @@ func TestServerCloseDeadline(t *testing.T) {
 }
 
 func TestCloseBeforeStart(t *testing.T) {
-	s, err := New(testConfig(), newRecorder(t))
+	s, err := New(testConfig(), newRecorder(t).handler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +458,7 @@ func TestStartTwiceAndListenError(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.Listen = s.Addr().String() // taken
-	s2, err := New(cfg, rec)
+	s2, err := New(cfg, rec.handler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +499,7 @@ func TestNewValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			tc.mod(&cfg)
-			s, err := New(cfg, newRecorder(t))
+			s, err := New(cfg, newRecorder(t).handler)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("New: %v", err)

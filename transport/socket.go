@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
 // errCloseSent is returned for a write after a close frame went out.
@@ -52,7 +54,7 @@ func (s *socket) Write(p []byte) (int, error) {
 	}
 	s.setWriteDeadline(time.Now().Add(closeGrace))
 	n, err := s.Conn.Write(p)
-	if len(p) > 0 && p[0] == finClose {
+	if wsframe.IsClose(p) {
 		s.closeSnt = true
 	}
 	return n, err

@@ -226,7 +226,10 @@ func run(ctx context.Context, c *cli.Context, log *slog.Logger) error {
 		}
 		log.Info("federation up", "peer", nd.ID(), "addrs", nd.Addrs(), "network", c.String("network"))
 	}
-	ws, err := transport.New(transportConfig(c), router, transport.WithLogger(log), transport.WithMetrics(transport.NewMetrics(reg)))
+	// The router's sessions take the connections' frames: transport and
+	// relay meet only here.
+	open := func(c *transport.Conn) transport.Session { return router.Open(c) }
+	ws, err := transport.New(transportConfig(c), open, transport.WithLogger(log), transport.WithMetrics(transport.NewMetrics(reg)))
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package transport
+package wsframe
 
 import (
 	"bufio"
@@ -47,7 +47,7 @@ func readWithGorilla(t testing.TB, wire []byte) (int, []byte, error) {
 func TestFrameHeader(t *testing.T) {
 	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
 		msg := bytes.Repeat([]byte{'z'}, n)
-		f := NewFrame(msg)
+		f := NewText(msg)
 		hdr := 2
 		if n > 125 {
 			hdr = 4
@@ -68,7 +68,7 @@ func TestFrameHeader(t *testing.T) {
 	}
 	// NewFrame copies its input.
 	in := []byte("abc")
-	f := NewFrame(in)
+	f := NewText(in)
 	in[0] = 'X'
 	if string(f.Message()) != "abc" {
 		t.Error("NewFrame did not copy the message")
@@ -88,26 +88,26 @@ func TestCloseFrame(t *testing.T) {
 		{1008, string(bytes.Repeat([]byte("é"), 100)), 2 + 122}, // cut at a rune boundary
 	}
 	for _, tc := range cases {
-		f := newCloseFrame(tc.code, tc.reason)
+		f := NewClose(tc.code, tc.reason)
 		if f.b[0] != 0x88 || len(f.Message()) != tc.payload {
 			t.Errorf("close %d: first byte %#x payload %d, want 0x88 and %d", tc.code, f.b[0], len(f.Message()), tc.payload)
 		}
 	}
 }
 
-func FuzzNewFrame(f *testing.F) {
+func FuzzNewText(f *testing.F) {
 	f.Add([]byte("hello"))
 	f.Add([]byte{})
 	f.Add(bytes.Repeat([]byte{0xff}, 126))
 	f.Add(bytes.Repeat([]byte{'a'}, 70000))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		fr := NewFrame(msg)
+		fr := NewText(msg)
 		if !bytes.Equal(fr.Message(), msg) {
 			t.Fatal("Message() differs from the input")
 		}
 		// Two frames back to back: the header must delimit the first
 		// exactly.
-		wire := append(append([]byte{}, fr.b...), NewFrame([]byte("next")).b...)
+		wire := append(append([]byte{}, fr.b...), NewText([]byte("next")).b...)
 		mt, got, err := readWithGorilla(t, wire)
 		if err != nil || mt != websocket.TextMessage || !bytes.Equal(got, msg) {
 			t.Fatalf("gorilla read type %d, %d bytes (want %d), err %v", mt, len(got), len(msg), err)
