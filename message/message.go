@@ -2,6 +2,7 @@ package message
 
 import (
 	"crypto/rand"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -25,14 +26,27 @@ const (
 	CodeRecipientUnknown = "recipient_unknown"
 	CodeRateLimited      = "rate_limited"
 	CodeTooLarge         = "too_large"
+	CodeAuthRequired     = "auth_required"
 )
 
 // Message types the relay itself understands.
 const (
 	TypeNodeListRequest  = "NodeListRequest"
 	TypeNodeListResponse = "NodeListResponse"
+	TypeNodeAuth         = "NodeAuth"
 	TypeRelayError       = "RelayError"
+	TypeRelayChallenge   = "RelayChallenge"
+	TypeRelayAuthOk      = "RelayAuthOk"
 )
+
+// RelayNodeID is the node id that belongs to relays (SPEC section 6): no
+// client may bind it, and a message addressed to it is a request to the
+// relay the client is connected to, never routed to nodes.
+const RelayNodeID = "relay"
+
+// RelayType reports whether a message type belongs to relays: every type
+// that begins with "Relay". Clients may not send them.
+func RelayType(typ string) bool { return strings.HasPrefix(typ, "Relay") }
 
 // Error is a parse or validation failure; Code is the RelayError code.
 type Error struct {

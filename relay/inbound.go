@@ -29,12 +29,16 @@ func (s *Session) Frame(data []byte) {
 		r.sendError(s, s.nodeID, code, msg, env.ID)
 		return
 	}
-	if s.nodeID == "" {
-		r.bind(s, env.Sender)
-	} else if env.Sender != s.nodeID {
-		r.metrics.drop(DropSenderMismatch)
-		r.sendError(s, s.nodeID, message.CodeSenderMismatch,
-			"sender_id differs from the node id bound to this connection", env.ID)
+	if message.RelayType(env.Type) {
+		r.refuse(s, &env, DropInvalid, message.CodeInvalidMessage,
+			"message types beginning with \"Relay\" belong to relays")
+		return
+	}
+	if env.Recipient == message.RelayNodeID {
+		r.relayRequest(s, &env)
+		return
+	}
+	if !r.admitSender(s, &env) {
 		return
 	}
 	if env.ID == "" {

@@ -18,6 +18,7 @@ const (
 	DropRecipientUnknown = "recipient_unknown" // direct message to no known node
 	DropSendRefused      = "send_refused"      // the receiving connection was closing or a slow consumer
 	DropPublishFailed    = "publish_failed"    // the federation refused a broadcast (queue full, closed)
+	DropUnauthenticated  = "unauthenticated"   // sent before the node id was proven (auth_required)
 )
 
 // metricTypes are the values of the "type" label: the GSIO-Net message
@@ -34,7 +35,7 @@ var metricRoutes = [...]string{RouteLocal, RouteGossip, RouteDirect}
 
 var dropReasons = [...]string{
 	DropInvalid, DropSenderMismatch, DropRateLimited,
-	DropRecipientUnknown, DropSendRefused, DropPublishFailed,
+	DropRecipientUnknown, DropSendRefused, DropPublishFailed, DropUnauthenticated,
 }
 
 // typeIndex maps a message_type to its index in metricTypes.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gsio-net/gsio-relay/internal/ttlset"
 	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
@@ -24,6 +26,9 @@ type Config struct {
 	RateBurst int           // token bucket depth; default 2000
 	DedupSize int           // (sender_id, message_id) pairs remembered; default 262144
 	DedupTTL  time.Duration // how long a pair is remembered at least; default 2m
+
+	NodeAuth    string        // AuthOpen or AuthRequired; default AuthOpen
+	BindTimeout time.Duration // a connection not bound this long is closed 4001; default 10s
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -34,6 +39,9 @@ func DefaultConfig() Config {
 		RateBurst: 2000,
 		DedupSize: 1 << 18,
 		DedupTTL:  2 * time.Minute,
+
+		NodeAuth:    AuthOpen,
+		BindTimeout: 10 * time.Second,
 	}
 }
 
@@ -42,13 +50,17 @@ func (c Config) validate() error {
 	case c.RelayID == "" || len(c.RelayID) > message.MaxIDLen:
 		return errors.New("relay id must be 1 to 256 bytes")
 	case c.RateLimit <= 0:
-		return errors.New("rate limit must be positive")
+		return errors.New("--rate-limit must be positive")
 	case c.RateBurst < 1:
-		return errors.New("rate burst must be at least 1")
+		return errors.New("--rate-burst must be at least 1")
 	case c.DedupSize < 2:
-		return errors.New("dedup size must be at least 2")
+		return errors.New("--dedup-size must be at least 2")
 	case c.DedupTTL <= 0:
-		return errors.New("dedup ttl must be positive")
+		return errors.New("--dedup-ttl must be positive")
+	case c.NodeAuth != AuthOpen && c.NodeAuth != AuthRequired:
+		return fmt.Errorf("--node-auth must be %q or %q, not %q", AuthOpen, AuthRequired, c.NodeAuth)
+	case c.BindTimeout <= 0:
+		return errors.New("--bind-timeout must be positive")
 	}
 	return nil
 }
@@ -62,6 +74,17 @@ func WithLogger(l *slog.Logger) Option { return func(r *Router) { r.log = l } }
 // WithMetrics sets the metrics the router updates (default: unregistered).
 func WithMetrics(m *Metrics) Option { return func(r *Router) { r.metrics = m } }
 
+// WithRelayPeerID sets the relay's libp2p peer ID, the "relay" of key-id
+// challenges (default none: key ids cannot bind).
+func WithRelayPeerID(id string) Option { return func(r *Router) { r.relayPeerID = id } }
+
+// WithJWTVerifier makes the router accept node tokens checked by v
+// (--node-jwt-key; default none: tokens are refused).
+func WithJWTVerifier(v *nodeauth.JWTVerifier) Option { return func(r *Router) { r.jwt = v } }
+
+// WithClock sets the clock of proofs and tokens (default time.Now).
+func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = now } }
+
 // Router routes GSIO messages between local WebSocket connections and the
 // federation.
 type Router struct {
@@ -70,6 +93,10 @@ type Router struct {
 	log     *slog.Logger
 	metrics *Metrics
 	dedup   *ttlset.Set[dedupKey]
+
+	relayPeerID string                // challenges name it; "" refuses key ids
+	jwt         *nodeauth.JWTVerifier // nil refuses tokens
+	now         func() time.Time
 
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id
@@ -93,6 +120,7 @@ func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
 		log:   slog.New(slog.DiscardHandler),
 		nodes: make(map[string]*Session),
 		dedup: ttlset.New[dedupKey](cfg.DedupSize, cfg.DedupTTL, nil),
+		now:   time.Now,
 	}
 	for _, o := range opts {
 		o(r)
@@ -119,6 +147,7 @@ type Session struct {
 	notified bool
 	// messages received from and queued to this connection (admin API).
 	in, out atomic.Uint64
+	auth    authState
 }
 
 // LocalNodes returns the node ids bound on this relay, sorted.
@@ -180,13 +209,11 @@ func (r *Router) Open(c Conn) *Session {
 		limiter: rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst),
 	}
 	r.metrics.Connections.Inc()
-	if id := c.Query("node_id"); id != "" {
-		if len(id) > message.MaxIDLen || !utf8.ValidString(id) {
-			c.Close(ClosePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
-			return s
-		}
-		r.bind(s, id)
+	if id := c.Query("node_id"); len(id) > message.MaxIDLen || !utf8.ValidString(id) {
+		c.Close(ClosePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
+		return s
 	}
+	r.openAuth(s)
 	return s
 }
 
@@ -194,6 +221,7 @@ func (r *Router) Open(c Conn) *Session {
 // newer connection took the node id over.
 func (s *Session) Closed() {
 	r := s.r
+	s.stopAuth()
 	r.metrics.Connections.Dec()
 	r.mu.Lock()
 	defer r.mu.Unlock()
