@@ -51,8 +51,10 @@ type Harness struct {
 	t      testing.TB
 	Relays []*Relay
 	// NodeConfig edits each relay's node config before it starts.
-	nodeCfg func(i int, c *node.Config)
-	admin   bool
+	nodeCfg   func(i int, c *node.Config)
+	relayCfg  func(i int, c *relay.Config)
+	relayOpts []relay.Option
+	admin     bool
 }
 
 // HarnessOption edits the harness before the relays start.
@@ -61,6 +63,17 @@ type HarnessOption func(*Harness)
 // WithNodeConfig edits relay i's node config.
 func WithNodeConfig(f func(i int, c *node.Config)) HarnessOption {
 	return func(h *Harness) { h.nodeCfg = f }
+}
+
+// WithRelayConfig edits relay i's router config.
+func WithRelayConfig(f func(i int, c *relay.Config)) HarnessOption {
+	return func(h *Harness) { h.relayCfg = f }
+}
+
+// WithRouterOptions adds router options (a JWT verifier, a clock) to every
+// relay.
+func WithRouterOptions(opts ...relay.Option) HarnessOption {
+	return func(h *Harness) { h.relayOpts = append(h.relayOpts, opts...) }
 }
 
 // WithAdmin gives each relay an admin server on 127.0.0.1 (no token) with
@@ -144,7 +157,12 @@ func (h *Harness) start(r *Relay) {
 	if err != nil {
 		t.Fatalf("relay %d: node: %v", r.Index, err)
 	}
-	rt, err := relay.New(relay.DefaultConfig(), nd, ropts...)
+	rcfg := relay.DefaultConfig()
+	if h.relayCfg != nil {
+		h.relayCfg(r.Index, &rcfg)
+	}
+	ropts = append(ropts, relay.WithRelayPeerID(nd.ID().String()))
+	rt, err := relay.New(rcfg, nd, append(ropts, h.relayOpts...)...)
 	if err != nil {
 		t.Fatalf("relay %d: router: %v", r.Index, err)
 	}

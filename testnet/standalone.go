@@ -17,9 +17,14 @@ type Standalone struct {
 	URL    string // ws://127.0.0.1:port/ws
 }
 
+// StandalonePeerID is the relay peer ID standalone test relays challenge
+// key ids with: the SPEC's relay test key (seed bytes 100..131).
+const StandalonePeerID = "12D3KooWAcB6uoHuAPyfsYcwnYTqGNt2biPmSmvbBam9cwmawgzK"
+
 // StartStandalone starts a relay with the configs edited by the optional
-// funcs (the listen address is always 127.0.0.1:0); t.Cleanup closes it.
-func StartStandalone(t testing.TB, rc func(*relay.Config), tc func(*transport.Config)) *Standalone {
+// funcs (the listen address is always 127.0.0.1:0) and the router options
+// given; t.Cleanup closes it.
+func StartStandalone(t testing.TB, rc func(*relay.Config), tc func(*transport.Config), opts ...relay.Option) *Standalone {
 	t.Helper()
 	rcfg, tcfg := relay.DefaultConfig(), transport.DefaultConfig()
 	if rc != nil {
@@ -29,7 +34,8 @@ func StartStandalone(t testing.TB, rc func(*relay.Config), tc func(*transport.Co
 	if tc != nil {
 		tc(&tcfg)
 	}
-	r, err := relay.New(rcfg, nil)
+	opts = append([]relay.Option{relay.WithRelayPeerID(StandalonePeerID)}, opts...)
+	r, err := relay.New(rcfg, nil, opts...)
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
