@@ -41,6 +41,7 @@ type Conn struct {
 	sess   Session // the handler's side; read pump only
 
 	readRefreshed int64 // UnixNano of the last read deadline refresh; read pump only
+	msgDeadline   int64 // UnixNano by which the message being read must end, 0 between messages; read pump only
 
 	closed atomic.Bool // mirrors closing, for the read pump's lock-free check
 
@@ -326,10 +327,15 @@ func (c *Conn) readLoop() {
 			c.Close(websocket.CloseUnsupportedData, "binary frames are not supported")
 			continue
 		}
+		// A message must end within PongTimeout of its first frame:
+		// pings between its fragments keep the connection alive but do
+		// not let a half-sent message pin its buffer for ever.
+		c.msgDeadline = time.Now().Add(c.srv.cfg.PongTimeout).UnixNano()
 		bp := readBufPool.Get().(*[]byte)
 		orig := *bp
 		var msg []byte
 		msg, err = readMessage(r, orig[:0])
+		c.msgDeadline = 0
 		if err == nil && !c.closed.Load() {
 			if utf8.Valid(msg) {
 				c.sess.Frame(msg)
@@ -374,9 +380,13 @@ func readMessage(r io.Reader, b []byte) ([]byte, error) {
 func (c *Conn) refreshRead() {
 	now := time.Now()
 	pt := c.srv.cfg.PongTimeout
-	if n := now.UnixNano(); n-c.readRefreshed >= int64(pt/32) {
+	if n := now.UnixNano(); n-c.readRefreshed >= int64(pt/32) || c.msgDeadline != 0 {
 		c.readRefreshed = n
-		c.sock.setReadDeadline(now.Add(pt))
+		d := now.Add(pt)
+		if c.msgDeadline != 0 && d.UnixNano() > c.msgDeadline {
+			d = time.Unix(0, c.msgDeadline)
+		}
+		c.sock.setReadDeadline(d)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -297,7 +298,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	ip := remoteIP(r.RemoteAddr)
+	ip := limitKey(r.RemoteAddr)
 	if status, msg := s.reserve(ip); status != 0 {
 		s.log.Debug("upgrade refused", "remote", r.RemoteAddr, "status", status)
 		http.Error(w, msg, status)
@@ -402,10 +403,22 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
-func remoteIP(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
+// limitKey is what MaxConnsPerIP counts: the IPv4 address (/32), or the
+// IPv6 /64 (one host holds a whole /64; counting single IPv6 addresses
+// would make the limit free to dodge).
+func limitKey(addr string) string {
+	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
-		return addr
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return addr
+		}
+		return host
 	}
-	return host
+	a := ap.Addr().Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }
