@@ -26,7 +26,7 @@ fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
 # Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one at a time).
-FUZZ_TARGETS := message:FuzzParse message:FuzzSetID message:FuzzBuild message:FuzzSplitBatch \
+FUZZ_TARGETS := message:FuzzParse message:FuzzSetID message:FuzzStamp message:FuzzBuild message:FuzzSplitBatch \
 	wsframe:FuzzNewText node:FuzzReadFrame
 
 fuzz:

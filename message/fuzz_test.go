@@ -227,3 +227,38 @@ func FuzzBuild(f *testing.F) {
 		checkParse(t, b)
 	})
 }
+
+// FuzzStamp: SetTS and SetID in either order keep the message valid, the
+// payload and the other fields intact, and read back as set.
+func FuzzStamp(f *testing.F) {
+	f.Add([]byte(`{"message_type":"T","sender_id":"a","payload":{"x":1}}`), "id", int64(1764633600000), true)
+	f.Add([]byte(`{"ts":"x","message_type":"T","message_id":null,"sender_id":"a"}`), "q", int64(1), false)
+	f.Add([]byte(` { "payload" : [ ] , "ts" : 12 , "message_id" : "" , "message_type":"T","sender_id":"a"}`), "😀", int64(99), true)
+	f.Fuzz(func(t *testing.T, data []byte, id string, ts int64, idFirst bool) {
+		env, err := Parse(data)
+		if err != nil || ts <= 0 || ts > 999_999_999_999_999 || len(id) > MaxIDLen {
+			return
+		}
+		payload := bytes.Clone(env.Payload)
+		typ, sender, recipient := env.Type, env.Sender, env.Recipient
+		if idFirst {
+			env.SetID(id)
+			env.SetTS(ts)
+		} else {
+			env.SetTS(ts)
+			env.SetID(id)
+		}
+		// Stamping again replaces in place.
+		env.SetTS(ts)
+		re, err := Parse(env.Raw)
+		if err != nil {
+			t.Fatalf("re-parse %q: %v", env.Raw, err)
+		}
+		if re.TS != ts || env.TS != ts || re.ID != validUTF8(id) || re.Type != typ || re.Sender != sender || re.Recipient != recipient {
+			t.Fatalf("re-parse %q = %+v, want ts %d id %q", env.Raw, re, ts, id)
+		}
+		if !bytes.Equal(re.Payload, payload) || !bytes.Equal(env.Payload, payload) {
+			t.Fatalf("payload changed: %q", env.Raw)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package message
 
 import (
 	"crypto/rand"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -64,6 +65,7 @@ type Envelope struct {
 	Recipient string // recipient_id; "" (or absent/null) means broadcast
 	Payload   []byte // raw JSON of payload as written by the sender; nil if absent
 	Raw       []byte // the whole frame
+	TS        int64  // federation timestamp "ts" (unix ms); 0 when absent or not a plain integer
 
 	// idStart/idEnd delimit the message_id value (including quotes or
 	// null) in Raw; idStart < 0 when the key is absent, and then idEnd is
@@ -71,6 +73,11 @@ type Envelope struct {
 	// the key. payStart is the offset of Payload in Raw.
 	idStart, idEnd int
 	payStart       int
+	// tsStart/tsEnd delimit the ts value in Raw (tsStart < 0: absent);
+	// brace is the offset just after the object's opening brace, where
+	// SetTS inserts the key.
+	tsStart, tsEnd int
+	brace          int
 }
 
 // Broadcast reports whether the message goes to every node.
@@ -96,6 +103,7 @@ func (e *Envelope) SetID(id string) {
 		end := len(b)
 		b = append(b, raw[e.idEnd:]...)
 		e.movePayload(b, e.idStart, end-e.idEnd)
+		e.moveTS(e.idEnd, end-e.idEnd)
 		e.Raw, e.idEnd = b, end
 	case e.idStart < 0 && e.idEnd > 0 && e.idEnd <= len(raw) && raw[e.idEnd-1] == '{':
 		// Insert as the first key, right after the opening brace.
@@ -112,14 +120,74 @@ func (e *Envelope) SetID(id string) {
 		}
 		b = append(b, raw[at:]...)
 		e.movePayload(b, at, len(b)-len(raw))
+		e.moveTS(at, len(b)-len(raw))
 		e.Raw, e.idStart, e.idEnd = b, start, end
 	default:
 		// Not from Parse: rebuild.
 		b, r := build(e.Type, id, e.Sender, e.Recipient, e.Payload)
 		e.Raw, e.idStart, e.idEnd, e.payStart = b, r.idStart, r.idEnd, r.payStart
 		e.Payload = b[r.payStart:r.payEnd:r.payEnd]
+		e.tsStart, e.brace = -1, 1
+		if e.TS > 0 {
+			e.SetTS(e.TS)
+		}
 	}
 	e.ID = validUTF8(id)
+}
+
+// SetTS stamps the message with the federation timestamp ts (unix ms, > 0):
+// Raw becomes a new slice in which the "ts" value is replaced (whatever it
+// was) or `"ts":<ts>` is inserted as the first key. The payload and every
+// other byte are kept; the caller's buffer is never written. On an
+// Envelope that did not come from Parse it is a no-op but for TS.
+func (e *Envelope) SetTS(ts int64) {
+	raw := e.Raw
+	var num [20]byte
+	v := strconv.AppendInt(num[:0], ts, 10)
+	e.TS = ts
+	switch {
+	case e.tsStart > 0 && e.tsStart < e.tsEnd && e.tsEnd <= len(raw):
+		b := make([]byte, 0, len(raw)-(e.tsEnd-e.tsStart)+len(v))
+		b = append(b, raw[:e.tsStart]...)
+		b = append(b, v...)
+		end := len(b)
+		b = append(b, raw[e.tsEnd:]...)
+		delta := end - e.tsEnd
+		e.movePayload(b, e.tsEnd, delta)
+		e.moveID(e.tsEnd, delta)
+		e.Raw, e.tsEnd = b, end
+	case e.tsStart < 0 && e.brace > 0 && e.brace <= len(raw) && raw[e.brace-1] == '{':
+		at := e.brace
+		b := make([]byte, 0, len(raw)+len(`"ts":,`)+len(v))
+		b = append(b, raw[:at]...)
+		b = append(b, `"ts":`...)
+		start := len(b)
+		b = append(b, v...)
+		end := len(b)
+		if j := skipWS(raw, at); j < len(raw) && raw[j] != '}' {
+			b = append(b, ',')
+		}
+		b = append(b, raw[at:]...)
+		delta := len(b) - len(raw)
+		e.movePayload(b, at, delta)
+		e.moveID(at, delta)
+		e.Raw, e.tsStart, e.tsEnd = b, start, end
+	}
+}
+
+// moveTS shifts the ts span by delta when it lies at or after offset at.
+func (e *Envelope) moveTS(at, delta int) {
+	if e.tsStart >= at {
+		e.tsStart, e.tsEnd = e.tsStart+delta, e.tsEnd+delta
+	}
+}
+
+// moveID shifts a present message_id span by delta when it lies at or
+// after offset at.
+func (e *Envelope) moveID(at, delta int) {
+	if e.idStart >= at {
+		e.idStart, e.idEnd = e.idStart+delta, e.idEnd+delta
+	}
 }
 
 // movePayload re-points Payload into b, the new Raw, in which every byte of

@@ -635,3 +635,46 @@ func TestScanStringEveryByte(t *testing.T) {
 		}
 	}
 }
+
+func TestTS(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{`{"message_type":"T","sender_id":"a"}`, 0},
+		{`{"message_type":"T","sender_id":"a","ts":1764633600000}`, 1764633600000},
+		{`{"ts":0,"message_type":"T","sender_id":"a"}`, 0},
+		{`{"ts":-5,"message_type":"T","sender_id":"a"}`, 0},
+		{`{"ts":1.5,"message_type":"T","sender_id":"a"}`, 0},
+		{`{"ts":1e3,"message_type":"T","sender_id":"a"}`, 0},
+		{`{"ts":"17","message_type":"T","sender_id":"a"}`, 0},
+		{`{"ts":0123,"message_type":"T","sender_id":"a"}`, -1}, // invalid JSON
+		{`{"ts":1234567890123456,"message_type":"T","sender_id":"a"}`, 0},
+	} {
+		env, err := Parse([]byte(tc.in))
+		if tc.want < 0 {
+			if err == nil {
+				t.Errorf("%s: parsed", tc.in)
+			}
+			continue
+		}
+		if err != nil || env.TS != tc.want {
+			t.Errorf("%s: TS %d err %v, want %d", tc.in, env.TS, err, tc.want)
+		}
+	}
+	if _, err := Parse([]byte(`{"ts":1,"ts":2,"message_type":"T","sender_id":"a"}`)); err == nil {
+		t.Error("a duplicated ts key was accepted")
+	}
+	env, _ := Parse([]byte(`{"message_type":"T","sender_id":"a","payload":{"ts":5}}`))
+	if env.TS != 0 {
+		t.Error("a ts inside the payload was read as the envelope's")
+	}
+	env.SetTS(42)
+	if got := string(env.Raw); got != `{"ts":42,"message_type":"T","sender_id":"a","payload":{"ts":5}}` {
+		t.Errorf("SetTS inserted: %s", got)
+	}
+	env.SetTS(1764633600000)
+	if got := string(env.Raw); got != `{"ts":1764633600000,"message_type":"T","sender_id":"a","payload":{"ts":5}}` {
+		t.Errorf("SetTS replaced: %s", got)
+	}
+}

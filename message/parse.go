@@ -43,7 +43,7 @@ func Parse(data []byte) (Envelope, error) {
 		}
 		return Envelope{}, &Error{Code: CodeInvalidMessage, Msg: "message must be a JSON object"}
 	}
-	e := Envelope{idStart: -1, idEnd: i + 1}
+	e := Envelope{idStart: -1, idEnd: i + 1, tsStart: -1, brace: i + 1}
 	var (
 		seen uint8  // bit f set once field f was read
 		bad  string // first reason the message is invalid; reported only if the JSON is valid
@@ -84,6 +84,11 @@ func Parse(data []byte) (Envelope, error) {
 					bad = dupMsg[f]
 				}
 				i, err = skipValue(data, i, 1)
+			case f == fieldTS:
+				seen |= 1 << f
+				if i, err = skipValue(data, i, 1); err == nil {
+					e.TS, e.tsStart, e.tsEnd = parseTS(data[vs:i]), vs, i
+				}
 			case f == fieldPayload:
 				seen |= 1 << f
 				if i, err = skipValue(data, i, 1); err == nil {
@@ -141,6 +146,25 @@ func Parse(data []byte) (Envelope, error) {
 	return e, nil
 }
 
+// parseTS reads a federation timestamp: a JSON integer of 1 to 15 digits
+// (unix ms until the year 33658), no sign, fraction or exponent. Anything
+// else reads as 0, "no valid ts": a client's own "ts" is overwritten where
+// the message enters the federation, and relays refuse a broadcast from
+// the federation without a valid one.
+func parseTS(v []byte) int64 {
+	if len(v) == 0 || len(v) > 15 || (v[0] == '0' && len(v) > 1) {
+		return 0
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
 // Envelope fields, as bit numbers of Parse's seen set.
 const (
 	fieldType = iota
@@ -148,6 +172,7 @@ const (
 	fieldSender
 	fieldRecipient
 	fieldPayload
+	fieldTS
 	fieldOther
 )
 
@@ -172,6 +197,7 @@ var (
 		fieldSender:    "duplicate key sender_id",
 		fieldRecipient: "duplicate key recipient_id",
 		fieldPayload:   "duplicate key payload",
+		fieldTS:        "duplicate key ts",
 	}
 )
 
@@ -208,6 +234,8 @@ func lookupKey(k []byte, esc bool) int {
 		return fieldRecipient
 	case "payload":
 		return fieldPayload
+	case "ts":
+		return fieldTS
 	}
 	return fieldOther
 }
