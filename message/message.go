@@ -294,18 +294,89 @@ func RelayError(sender, recipient, code, msg, ref string) []byte {
 // NodeListResponse builds the relay's answer to a NodeListRequest: payload
 // {"nodes":[...]} with the node ids in the given order.
 func NodeListResponse(sender, recipient string, nodes []string) []byte {
-	n := 12
+	pages := NodeListPages(sender, recipient, nodes, 1<<62, 1<<62)
+	return pages[0]
+}
+
+// NodeListPages builds the answer to a NodeListRequest in messages whose
+// payload holds at most pageBytes of ids, and at most maxBytes in all:
+// {"nodes":[...]} when one message holds every id (the SPEC form), else
+// {"nodes":[...],"page":i,"pages":n} for i in 1..n, the last with
+// "truncated":true when maxBytes cut the list. An id longer than pageBytes
+// gets a page of its own. It returns at least one message.
+func NodeListPages(sender, recipient string, nodes []string, pageBytes, maxBytes int) [][]byte {
+	var (
+		pages     [][]string
+		cur       []string
+		curBytes  int
+		total     int
+		truncated bool
+	)
 	for _, id := range nodes {
-		n += len(id) + 3
-	}
-	p := make([]byte, 0, n)
-	p = append(p, `{"nodes":[`...)
-	for i, id := range nodes {
-		if i > 0 {
-			p = append(p, ',')
+		n := jsonStringLen(id) + 1
+		if total+n > maxBytes {
+			truncated = true
+			break
 		}
-		p = appendJSONString(p, id)
+		if curBytes+n > pageBytes && len(cur) > 0 {
+			pages, cur, curBytes = append(pages, cur), nil, 0
+		}
+		cur = append(cur, id)
+		curBytes += n
+		total += n
 	}
-	p = append(p, "]}"...)
-	return Build(TypeNodeListResponse, NewID(), sender, recipient, p)
+	pages = append(pages, cur)
+	out := make([][]byte, len(pages))
+	for i, ids := range pages {
+		p := make([]byte, 0, 64+total/len(pages))
+		p = append(p, `{"nodes":[`...)
+		for j, id := range ids {
+			if j > 0 {
+				p = append(p, ',')
+			}
+			p = appendJSONString(p, id)
+		}
+		p = append(p, ']')
+		if len(pages) > 1 || truncated {
+			p = append(p, `,"page":`...)
+			p = strconv.AppendInt(p, int64(i+1), 10)
+			p = append(p, `,"pages":`...)
+			p = strconv.AppendInt(p, int64(len(pages)), 10)
+			if truncated && i == len(pages)-1 {
+				p = append(p, `,"truncated":true`...)
+			}
+		}
+		p = append(p, '}')
+		out[i] = Build(TypeNodeListResponse, NewID(), sender, recipient, p)
+	}
+	return out
+}
+
+// jsonStringLen is the length of s encoded by appendJSONString, counted
+// without encoding.
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 0x20 && c != '"' && c != '\\':
+				n++
+			case c == '"', c == '\\', c == '\n', c == '\r', c == '\t', c == '\b', c == '\f':
+				n += 2
+			default:
+				n += 6
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			n += 6
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -676,5 +678,53 @@ func TestTS(t *testing.T) {
 	env.SetTS(1764633600000)
 	if got := string(env.Raw); got != `{"ts":1764633600000,"message_type":"T","sender_id":"a","payload":{"ts":5}}` {
 		t.Errorf("SetTS replaced: %s", got)
+	}
+}
+
+func TestNodeListPages(t *testing.T) {
+	for _, id := range []string{"", "a", "q\"\\\x00\n\xff😀", strings.Repeat("\x01", 300)} {
+		if got, want := jsonStringLen(id), len(appendJSONString(nil, id)); got != want {
+			t.Errorf("jsonStringLen(%q) = %d, want %d", id, got, want)
+		}
+	}
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("node-%04d", i) // 11 bytes + comma each
+	}
+	one := NodeListPages("relay", "me", ids[:3], 1<<20, 1<<20)
+	if len(one) != 1 || !strings.Contains(string(one[0]), `"payload":{"nodes":["node-0000","node-0001","node-0002"]}`) {
+		t.Fatalf("one page: %s", one)
+	}
+	pages := NodeListPages("relay", "me", ids, 1200, 1<<20)
+	var all []string
+	for i, p := range pages {
+		env, err := Parse(p)
+		if err != nil || len(p) > 1200+200 {
+			t.Fatalf("page %d: %v (%d bytes)", i, err, len(p))
+		}
+		var pl struct {
+			Nodes       []string
+			Page, Pages int
+			Truncated   bool
+		}
+		if err := json.Unmarshal(env.Payload, &pl); err != nil || pl.Page != i+1 || pl.Pages != len(pages) || pl.Truncated {
+			t.Fatalf("page %d payload %s", i, env.Payload)
+		}
+		all = append(all, pl.Nodes...)
+	}
+	if !slices.Equal(all, ids) {
+		t.Fatalf("pages hold %d ids, want all %d in order", len(all), len(ids))
+	}
+	cut := NodeListPages("relay", "me", ids, 1200, 5000)
+	env, _ := Parse(cut[len(cut)-1])
+	if !strings.Contains(string(env.Payload), `"truncated":true`) {
+		t.Fatalf("a list over maxBytes is not marked truncated: %s", env.Payload)
+	}
+	total := 0
+	for _, p := range cut {
+		total += len(p)
+	}
+	if total > 5000+len(cut)*200 {
+		t.Fatalf("truncated answer is %d bytes", total)
 	}
 }

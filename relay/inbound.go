@@ -4,6 +4,8 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/wsframe"
 )
@@ -115,10 +117,7 @@ func (r *Router) broadcast(s *Session, env *message.Envelope, f *wsframe.Frame) 
 	n := r.fanout(f, env.Sender)
 	r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), n)
 	if env.Type == message.TypeNodeListRequest {
-		resp := message.NodeListResponse(r.cfg.RelayID, env.Sender, r.Nodes())
-		if r.send(s, wsframe.NewText(resp)) {
-			r.metrics.countOut(message.TypeNodeListResponse, RouteLocal, len(resp), 1)
-		}
+		r.answerNodeList(s, env)
 	}
 }
 
@@ -145,4 +144,27 @@ func quote(id string) string {
 		id = id[:64] + "…"
 	}
 	return `"` + id + `"`
+}
+
+// nodeListPageBytes bounds the ids of one NodeListResponse page.
+const nodeListPageBytes = 64 << 10
+
+// answerNodeList sends the federation's node list, in pages of at most
+// 64 KiB of ids and NodeListMaxBytes in all (so that one answer never
+// overflows a send queue), at most 5 times a second per connection.
+func (r *Router) answerNodeList(s *Session, env *message.Envelope) {
+	if s.nodeLists == nil {
+		s.nodeLists = rate.NewLimiter(5, 5)
+	}
+	if !s.nodeLists.Allow() {
+		r.refuse(s, env, DropRateLimited, message.CodeRateLimited,
+			"NodeListRequest is answered at most 5 times a second")
+		return
+	}
+	for _, b := range message.NodeListPages(r.cfg.RelayID, env.Sender, r.Nodes(), nodeListPageBytes, r.cfg.NodeListMaxBytes) {
+		if !r.send(s, wsframe.NewText(b)) {
+			return
+		}
+		r.metrics.countOut(message.TypeNodeListResponse, RouteLocal, len(b), 1)
+	}
 }

@@ -27,6 +27,8 @@ type Config struct {
 	DedupSize int           // (sender_id, message_id) pairs remembered; default 262144
 	DedupTTL  time.Duration // how long a pair is remembered at least; default 2m
 
+	NodeListMaxBytes int // node ids in one NodeListResponse answer (in pages of 64 KiB); default 1 MiB
+
 	NodeAuth    string        // AuthOpen or AuthRequired; default AuthOpen
 	BindTimeout time.Duration // a connection not bound this long is closed 4001; default 10s
 }
@@ -39,6 +41,8 @@ func DefaultConfig() Config {
 		RateBurst: 2000,
 		DedupSize: 1 << 18,
 		DedupTTL:  2 * time.Minute,
+
+		NodeListMaxBytes: 1 << 20,
 
 		NodeAuth:    AuthOpen,
 		BindTimeout: 10 * time.Second,
@@ -59,6 +63,8 @@ func (c Config) validate() error {
 		return errors.New("--dedup-ttl must be positive")
 	case c.NodeAuth != AuthOpen && c.NodeAuth != AuthRequired:
 		return fmt.Errorf("--node-auth must be %q or %q, not %q", AuthOpen, AuthRequired, c.NodeAuth)
+	case c.NodeListMaxBytes < 1024:
+		return errors.New("--node-list-max-bytes must be at least 1024")
 	case c.BindTimeout <= 0:
 		return errors.New("--bind-timeout must be positive")
 	}
@@ -146,8 +152,9 @@ type Session struct {
 	refused  int
 	notified bool
 	// messages received from and queued to this connection (admin API).
-	in, out atomic.Uint64
-	auth    authState
+	in, out   atomic.Uint64
+	auth      authState
+	nodeLists *rate.Limiter // NodeListRequest answers; read pump only, made on first use
 }
 
 // LocalNodes returns the node ids bound on this relay, sorted.

@@ -409,3 +409,41 @@ func TestRouterAcrossMesh(t *testing.T) {
 	rs[1].Undeliverable("b", "d3", "gone")
 	errorCode(t, b.expectOne(t, message.TypeRelayError), message.CodeRecipientUnknown, "d3")
 }
+
+func TestRouterNodeListBounded(t *testing.T) {
+	r := newRouter(t, nil, func(c *Config) { c.NodeListMaxBytes = 100 << 10 })
+	// 2,000 ids of 200 bytes: 400 KiB of ids, over the 100 KiB answer
+	// bound.
+	for i := range 2000 {
+		open(t, r, fmt.Sprintf("node_id=%0200d", i))
+	}
+	a := open(t, r, "node_id=a")
+	a.send(message.TypeNodeListRequest, "l1", "a", "", `{}`)
+	ms := a.take(t)
+	total, ids := 0, 0
+	for i, m := range ms {
+		var p struct {
+			Nodes       []string
+			Page, Pages int
+			Truncated   bool
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != message.TypeNodeListResponse || p.Page != i+1 || p.Pages != len(ms) || p.Truncated != (i == len(ms)-1) {
+			t.Fatalf("page %d: %s %+v of %d", i, m.Type, p, len(ms))
+		}
+		total += len(m.Payload)
+		ids += len(p.Nodes)
+	}
+	if len(ms) < 2 || total > 110<<10 || ids < 400 {
+		t.Fatalf("%d pages, %d bytes, %d ids: want pages within the 100 KiB bound", len(ms), total, ids)
+	}
+	// Answers are rate limited: the 6th within a second gets rate_limited.
+	for i := range 5 {
+		a.send(message.TypeNodeListRequest, fmt.Sprint("m", i), "a", "", `{}`)
+	}
+	a.take(t)
+	a.send(message.TypeNodeListRequest, "m5", "a", "", `{}`)
+	errorCode(t, a.expectOne(t, message.TypeRelayError), message.CodeRateLimited, "m5")
+}
