@@ -91,11 +91,11 @@ func FastGossip() pubsub.GossipSubParams {
 func TestNodeConfig(dataDir string) node.Config {
 	c := node.DefaultConfig()
 	c.DataDir = dataDir
-	c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
-	c.PresenceInterval = 250 * time.Millisecond
-	c.SpeakForWait = time.Second
-	c.BootstrapBackoffMin = 100 * time.Millisecond
-	c.BootstrapBackoffMax = time.Second
+	c.Host.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	c.Presence.Interval = 250 * time.Millisecond
+	c.Presence.SpeakForWait = time.Second
+	c.Discovery.BootstrapBackoffMin = 100 * time.Millisecond
+	c.Discovery.BootstrapBackoffMax = time.Second
 	return c
 }
 
@@ -126,7 +126,7 @@ func (h *Harness) start(r *Relay) {
 	t := h.t
 	t.Helper()
 	cfg := TestNodeConfig(r.DataDir)
-	cfg.Bootstrap = r.boot
+	cfg.Discovery.Bootstrap = r.boot
 	if h.nodeCfg != nil {
 		h.nodeCfg(r.Index, &cfg)
 	}
@@ -242,7 +242,7 @@ func (h *Harness) WaitMesh() {
 			}
 			bt, pt := r.Node.Topics()
 			linked := 0
-			for _, p := range r.Node.Host().Network().Peers() {
+			for _, p := range r.Node.ConnectedPeers() {
 				if !ids[p] {
 					continue
 				}

@@ -67,25 +67,25 @@ func runFlags() []cli.Flag {
 		boolean("standalone", false, "run without libp2p: a single relay, no federation"),
 		str("data-dir", n.DataDir, "directory of the relay's identity.key"),
 		str("network", n.Network, "federation `NAME`: relays federate only within one network"),
-		strs("p2p-listen", n.ListenAddrs, "libp2p listen `MULTIADDR` (repeatable)"),
+		strs("p2p-listen", n.Host.ListenAddrs, "libp2p listen `MULTIADDR` (repeatable)"),
 		strs("announce", nil, "libp2p `MULTIADDR` to announce instead of the listen addresses (repeatable)"),
 		strs("bootstrap", nil, "relay `MULTIADDR` with /p2p/ID to dial and keep connected (repeatable)"),
-		boolean("mdns", n.MDNS, "find relays of the same network on the local network (mDNS) and connect to them"),
-		boolean("gossip-sign", !n.NoSign, "sign every gossip message with the relay's key (StrictSign); false: StrictNoSign, faster but unauthenticated, for closed federations only; every relay of a network must agree"),
-		boolean("dht", n.DHT, "join the federation DHT (/gsio/kad/1.0.0) through the bootstrap relays, advertise this relay at the network's rendezvous and connect to the relays found there"),
+		boolean("mdns", n.Discovery.EnableMDNS, "find relays of the same network on the local network (mDNS) and connect to them"),
+		boolean("gossip-sign", n.Gossip.Sign, "sign every gossip message with the relay's key (StrictSign); false: StrictNoSign, faster but unauthenticated, for closed federations only; every relay of a network must agree"),
+		boolean("dht", n.Discovery.EnableDHT, "join the federation DHT (/gsio/kad/1.0.0) through the bootstrap relays, advertise this relay at the network's rendezvous and connect to the relays found there"),
 		// NAT traversal: circuit relay v2 service, AutoNAT, hole punching.
-		boolean("relay-service", !n.NoRelayService, "serve circuit relay v2 (hop) to libp2p peers behind NAT"),
-		num("relay-max-reservations", n.RelayMaxReservations, "relay v2 reservations held at once"),
-		num("relay-max-reservations-per-ip", n.RelayMaxReservationsPerIP, "relay v2 reservations from one IP address"),
-		num("relay-max-reservations-per-asn", n.RelayMaxReservationsPerASN, "relay v2 reservations from one autonomous system (IPv6 only)"),
-		num("relay-max-circuits", n.RelayMaxCircuits, "open relayed connections of one peer, as source or destination"),
-		dur("relay-circuit-duration", n.RelayCircuitDuration, "a relayed connection is cut after this long"),
-		num("relay-circuit-data", int(n.RelayCircuitData), "a relayed connection is cut after this many `BYTES` in either direction"),
-		dur("relay-reservation-ttl", n.RelayReservationTTL, "lifetime of a relay v2 reservation (clients refresh it)"),
+		boolean("relay-service", n.RelayService.Enable, "serve circuit relay v2 (hop) to libp2p peers behind NAT"),
+		num("relay-max-reservations", n.RelayService.MaxReservations, "relay v2 reservations held at once"),
+		num("relay-max-reservations-per-ip", n.RelayService.MaxReservationsPerIP, "relay v2 reservations from one IP address"),
+		num("relay-max-reservations-per-asn", n.RelayService.MaxReservationsPerASN, "relay v2 reservations from one autonomous system (IPv6 only)"),
+		num("relay-max-circuits", n.RelayService.MaxCircuits, "open relayed connections of one peer, as source or destination"),
+		dur("relay-circuit-duration", n.RelayService.Limit.Duration, "a relayed connection is cut after this long"),
+		num("relay-circuit-data", int(n.RelayService.Limit.Data), "a relayed connection is cut after this many `BYTES` in either direction"),
+		dur("relay-reservation-ttl", n.RelayService.ReservationTTL, "lifetime of a relay v2 reservation (clients refresh it)"),
 		strs("relay-allow-reserve", nil, "only this `PEER_ID` may reserve a relay slot (repeatable; default anyone)"),
-		str("reachability", n.Reachability, "`MODE` public: the relay is reachable, its relay service runs whatever AutoNAT concludes; auto: AutoNAT decides"),
-		boolean("autonat-service", !n.NoAutoNATService, "answer other peers' AutoNAT (v1 and v2) reachability checks"),
-		boolean("hole-punching", !n.NoHolePunching, "hole punching (DCUtR) for this relay's own connections"),
+		str("reachability", n.NAT.Reachability, "`MODE` public: the relay is reachable, its relay service runs whatever AutoNAT concludes; auto: AutoNAT decides"),
+		boolean("autonat-service", n.NAT.EnableAutoNATService, "answer other peers' AutoNAT (v1 and v2) reachability checks"),
+		boolean("hole-punching", n.NAT.EnableHolePunching, "hole punching (DCUtR) for this relay's own connections"),
 		// Private federation.
 		str("swarm-key", "", "pre-shared key `FILE` (/key/swarm/psk/1.0.0/): only peers with the same key can connect; disables QUIC"),
 		strs("allow-peer", nil, "connect only with this `PEER_ID` (repeatable; bootstrap peers are allowed too): everyone else is refused, relay-service clients included"),
@@ -154,27 +154,27 @@ func nodeConfig(c *cli.Context) node.Config {
 	n := node.DefaultConfig()
 	n.DataDir = c.String("data-dir")
 	n.Network = c.String("network")
-	n.ListenAddrs = c.StringSlice("p2p-listen")
-	n.Announce = c.StringSlice("announce")
-	n.Bootstrap = c.StringSlice("bootstrap")
-	n.MDNS = c.Bool("mdns")
-	n.DHT = c.Bool("dht")
-	n.NoSign = !c.Bool("gossip-sign")
-	n.NoRelayService = !c.Bool("relay-service")
-	n.RelayMaxReservations = c.Int("relay-max-reservations")
-	n.RelayMaxReservationsPerIP = c.Int("relay-max-reservations-per-ip")
-	n.RelayMaxReservationsPerASN = c.Int("relay-max-reservations-per-asn")
-	n.RelayMaxCircuits = c.Int("relay-max-circuits")
-	n.RelayCircuitDuration = c.Duration("relay-circuit-duration")
-	n.RelayCircuitData = int64(c.Int("relay-circuit-data"))
-	n.RelayReservationTTL = c.Duration("relay-reservation-ttl")
-	n.RelayAllowReserve = c.StringSlice("relay-allow-reserve")
-	n.Reachability = c.String("reachability")
-	n.NoAutoNATService = !c.Bool("autonat-service")
-	n.NoHolePunching = !c.Bool("hole-punching")
-	n.SwarmKey = c.String("swarm-key")
-	n.AllowPeers = c.StringSlice("allow-peer")
-	n.AllowRelayClients = c.Bool("allow-relay-clients")
+	n.Host.ListenAddrs = c.StringSlice("p2p-listen")
+	n.Host.Announce = c.StringSlice("announce")
+	n.Discovery.Bootstrap = c.StringSlice("bootstrap")
+	n.Discovery.EnableMDNS = c.Bool("mdns")
+	n.Discovery.EnableDHT = c.Bool("dht")
+	n.Gossip.Sign = c.Bool("gossip-sign")
+	n.RelayService.Enable = c.Bool("relay-service")
+	n.RelayService.MaxReservations = c.Int("relay-max-reservations")
+	n.RelayService.MaxReservationsPerIP = c.Int("relay-max-reservations-per-ip")
+	n.RelayService.MaxReservationsPerASN = c.Int("relay-max-reservations-per-asn")
+	n.RelayService.MaxCircuits = c.Int("relay-max-circuits")
+	n.RelayService.Limit.Duration = c.Duration("relay-circuit-duration")
+	n.RelayService.Limit.Data = int64(c.Int("relay-circuit-data"))
+	n.RelayService.ReservationTTL = c.Duration("relay-reservation-ttl")
+	n.RelayService.AllowReserve = c.StringSlice("relay-allow-reserve")
+	n.NAT.Reachability = c.String("reachability")
+	n.NAT.EnableAutoNATService = c.Bool("autonat-service")
+	n.NAT.EnableHolePunching = c.Bool("hole-punching")
+	n.Private.SwarmKey = c.String("swarm-key")
+	n.Private.AllowPeers = c.StringSlice("allow-peer")
+	n.Private.AllowRelayClients = c.Bool("allow-relay-clients")
 	// Every frame the WebSocket side accepts must fit the federation,
 	// with room for a relay-assigned message_id.
 	n.MaxMessageSize = max(n.MaxMessageSize, c.Int("max-message-size")+4<<10)
