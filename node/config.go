@@ -1,35 +1,26 @@
 package node
 
 import (
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
-	"github.com/prometheus/client_golang/prometheus"
 )
-
-// DirectProtocol is the stream protocol for relay-to-relay direct messages
-// and their NACKs (docs/PROTOCOL.md "Direct streams").
-const DirectProtocol = "/gsio/direct/1.0.0"
 
 // Values of Config.NAT.Reachability.
 const (
-	// ReachabilityPublic declares the relay publicly reachable (default).
-	ReachabilityPublic = "public"
-	// ReachabilityAuto lets AutoNAT decide.
-	ReachabilityAuto = "auto"
+	reachabilityPublic = "public" // declared publicly reachable (default)
+	reachabilityAuto   = "auto"   // AutoNAT decides
 )
 
 // Config is the operator's view of the federation layer, in groups. Start
 // from DefaultConfig: each field's comment states its default, and New
 // takes every value at its word (a zero is a zero, not "the default").
-// New validates it; its errors name each field by its `gsio-relay run`
-// flag (--p2p-listen), or, for a field that has none, by the flag it would
-// have (--presence-interval).
+// New parses and validates it; its errors name each field by its
+// `gsio-relay run` flag (--p2p-listen), or, for a field that has none, by
+// the flag it would have (--presence-interval).
 type Config struct {
 	// DataDir holds identity.key. Default ~/.gsio-relay.
 	DataDir string
@@ -202,11 +193,11 @@ type RelayServiceConfig struct {
 // NATConfig is the rest of NAT traversal: reachability, AutoNAT and hole
 // punching.
 type NATConfig struct {
-	// Reachability is ReachabilityPublic (the default): the relay declares
-	// itself publicly reachable, so its relay service runs whatever
-	// AutoNAT concludes (also on loopback), and the DHT is in server mode;
-	// or ReachabilityAuto: AutoNAT decides, and the relay service and DHT
-	// server mode start only once AutoNAT finds the relay reachable.
+	// Reachability is "public" (the default): the relay declares itself
+	// publicly reachable, so its relay service runs whatever AutoNAT
+	// concludes (also on loopback), and the DHT is in server mode; or
+	// "auto": AutoNAT decides, and the relay service and DHT server mode
+	// start only once AutoNAT finds the relay reachable.
 	Reachability string
 	// EnableAutoNATService runs the AutoNAT services (v1 and v2) that dial
 	// back peers asking whether they are reachable. Default true.
@@ -311,7 +302,7 @@ func DefaultConfig() Config {
 			IdleTimeout:  2 * time.Minute,
 		},
 		RelayService: RelayServiceConfig{Enable: true, Resources: resources},
-		NAT:          NATConfig{Reachability: ReachabilityPublic, EnableAutoNATService: true, EnableHolePunching: true},
+		NAT:          NATConfig{Reachability: reachabilityPublic, EnableAutoNATService: true, EnableHolePunching: true},
 		Discovery: DiscoveryConfig{
 			BootstrapBackoffMin:  time.Second,
 			BootstrapBackoffMax:  30 * time.Second,
@@ -319,29 +310,4 @@ func DefaultConfig() Config {
 			DHTAdvertiseInterval: time.Hour,
 		},
 	}
-}
-
-// Option configures what a programmer injects into a Node.
-type Option func(*options)
-
-type options struct {
-	logger       *slog.Logger
-	registerer   prometheus.Registerer
-	gossipParams *pubsub.GossipSubParams
-}
-
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithRegisterer registers the node's metrics (gsio_node_*) and
-// go-libp2p's with r. Without it the node's metrics are kept unregistered
-// and libp2p metrics are off.
-func WithRegisterer(r prometheus.Registerer) Option {
-	return func(o *options) { o.registerer = r }
-}
-
-// WithGossipSubParams replaces the GossipSub router parameters (tests use
-// a short heartbeat). Default pubsub.DefaultGossipSubParams().
-func WithGossipSubParams(p pubsub.GossipSubParams) Option {
-	return func(o *options) { o.gossipParams = &p }
 }

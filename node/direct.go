@@ -20,6 +20,10 @@ import (
 	"github.com/gsio-net/gsio-relay/message"
 )
 
+// DirectProtocol is the stream protocol for relay-to-relay direct messages
+// and their NACKs (docs/PROTOCOL.md "Direct streams").
+const DirectProtocol = "/gsio/direct/1.0.0"
+
 // direct owns direct routing over DirectProtocol. Outbound: send picks a
 // relay holding the recipient and queues the message on that relay's
 // sender; one senderLoop per destination relay (started on demand, ended

@@ -101,7 +101,7 @@ func newDiscovery(parent context.Context, c core, boot []peer.AddrInfo, allow *a
 	// The DHT serves requests from now on; the rendezvous starts with
 	// Start.
 	mode := dht.ModeServer
-	if c.cfg.NAT.Reachability == ReachabilityAuto {
+	if c.cfg.NAT.Reachability == reachabilityAuto {
 		mode = dht.ModeAuto
 	}
 	opts := []dht.Option{

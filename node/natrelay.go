@@ -33,7 +33,7 @@ const relayReservationTag = "relay-reservation"
 // reserve); announce the announced addresses.
 func natOptions(cfg Config, reserve []peer.ID, announce []ma.Multiaddr) []libp2p.Option {
 	var opts []libp2p.Option
-	if cfg.NAT.Reachability == ReachabilityPublic {
+	if cfg.NAT.Reachability == reachabilityPublic {
 		// A relay is deployed to be reachable: go-libp2p starts the relay
 		// service only once the host is believed public.
 		opts = append(opts, libp2p.ForceReachabilityPublic())

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"sync"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gsio-net/gsio-relay/message"
 )
@@ -40,8 +42,7 @@ type Node struct {
 	*inspector
 
 	host   host.Host
-	ctx    context.Context // cancelled first by Close: every component's context is a child
-	cancel context.CancelFunc
+	cancel context.CancelFunc // of the node's context, every component's parent: Close's first step
 
 	gossip   *gossip
 	presence *presence
@@ -54,6 +55,31 @@ type Node struct {
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// Option configures what a programmer injects into a Node.
+type Option func(*options)
+
+type options struct {
+	logger       *slog.Logger
+	registerer   prometheus.Registerer
+	gossipParams *pubsub.GossipSubParams
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRegisterer registers the node's metrics (gsio_node_*) and
+// go-libp2p's with r. Without it the node's metrics are kept unregistered
+// and libp2p metrics are off.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(o *options) { o.registerer = r }
+}
+
+// WithGossipSubParams replaces the GossipSub router parameters (tests use
+// a short heartbeat). Default pubsub.DefaultGossipSubParams().
+func WithGossipSubParams(p pubsub.GossipSubParams) Option {
+	return func(o *options) { o.gossipParams = &p }
 }
 
 // core is what every component is built with.
@@ -96,7 +122,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	a, perr := cfg.parse()
-	if err := errors.Join(cfg.Validate(), perr); err != nil {
+	if err := errors.Join(cfg.validate(), perr); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
 	o := options{logger: slog.Default()}
@@ -125,25 +151,27 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{host: c.host}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
+	// life is the node's context, every component's parent.
+	life, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
 	dir := newDirectory(cfg.Presence, c.m)
-	if n.disc, err = newDiscovery(n.ctx, c, boot, allow); err != nil {
+	if n.disc, err = newDiscovery(life, c, boot, allow); err != nil {
 		n.cancel()
 		_ = c.host.Close()
 		return nil, err
 	}
 	isRelay := func(p peer.ID) bool { return !dir.lastSeen(p).IsZero() }
-	if n.gossip, err = newGossip(n.ctx, c, allow, isRelay, o.gossipParams); err != nil {
+	if n.gossip, err = newGossip(life, c, allow, isRelay, o.gossipParams); err != nil {
 		n.cancel()
 		_ = n.disc.close()
 		_ = c.host.Close()
 		return nil, err
 	}
-	n.presence = newPresence(n.ctx, c, dir, n.gossip)
-	speak := newSpeakFor(n.ctx.Done(), dir, n.presence.isLocal, c.tracer)
+	n.presence = newPresence(life, c, dir, n.gossip)
+	speak := newSpeakFor(life.Done(), dir, n.presence.isLocal, c.tracer)
 	federated := func() bool { return len(boot) > 0 || dir.relayCount() > 0 }
-	n.pub = newPublisher(n.ctx, c, n.gossip, speak, federated)
-	n.direct = newDirect(n.ctx, c, dir, n.presence.isLocal, speak, allow)
+	n.pub = newPublisher(life, c, n.gossip, speak, federated)
+	n.direct = newDirect(life, c, dir, n.presence.isLocal, speak, allow)
 	n.inspector = &inspector{cfg: cfg, self: self, host: c.host, gossip: n.gossip, dir: dir, disc: n.disc, rsvps: rsvps}
 	onLastDisconnect(c.host, rsvps.ended) // the relay service drops the reservation too
 	if o.registerer != nil {

@@ -9,9 +9,9 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// Validate checks the values of c: ranges and combinations. The
+// validate checks the values of c: ranges and combinations. The
 // multiaddrs and peer IDs are checked by parsing them (New does both).
-func (c Config) Validate() error {
+func (c Config) validate() error {
 	var errs []error
 	bad := func(flag, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("--%s %s", flag, fmt.Sprintf(format, args...)))
@@ -97,8 +97,8 @@ func (c Config) Validate() error {
 	if r.ReservationTTL < time.Second {
 		bad("relay-reservation-ttl", "%v: at least 1s", r.ReservationTTL)
 	}
-	if c.NAT.Reachability != ReachabilityPublic && c.NAT.Reachability != ReachabilityAuto {
-		bad("reachability", "%q: want %q or %q", c.NAT.Reachability, ReachabilityPublic, ReachabilityAuto)
+	if c.NAT.Reachability != reachabilityPublic && c.NAT.Reachability != reachabilityAuto {
+		bad("reachability", "%q: want %q or %q", c.NAT.Reachability, reachabilityPublic, reachabilityAuto)
 	}
 	if c.Discovery.DHTFindInterval < time.Second {
 		bad("dht-find-interval", "%v: at least 1s", c.Discovery.DHTFindInterval)
