@@ -181,7 +181,7 @@ type RelayServiceConfig struct {
 	// data limit counts the relayed stream, so the peers' own encryption
 	// and muxing are included. A peer holds at most one reservation (a
 	// refresh replaces it): that is the per-peer limit, fixed by the
-	// protocol.
+	// protocol. Limit is a pointer: copies of a Config share it.
 	relayv2.Resources
 	// AllowReserve, when not empty, are the only peer IDs that may reserve
 	// a slot (the relay ACL); anyone else is refused with

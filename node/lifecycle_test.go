@@ -81,3 +81,29 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Fatal("duplicate registration accepted")
 	}
 }
+
+// TestConfigErrorsNameFlags: validation and parse errors name the
+// operator's flag, not the Go field.
+func TestConfigErrorsNameFlags(t *testing.T) {
+	for want, mod := range map[string]func(*Config){
+		"--presence-interval":      func(c *Config) { c.Presence.Interval = time.Minute },
+		"--p2p-listen":             func(c *Config) { c.Host.ListenAddrs = []string{"tcp/4001"} },
+		"--bootstrap":              func(c *Config) { c.Discovery.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001"} },
+		"--relay-circuit-data":     func(c *Config) { c.RelayService.Limit.Data = 0 },
+		"--relay-circuit-duration": func(c *Config) { c.RelayService.Limit = nil },
+		"--publish-queue":          func(c *Config) { c.Publish.QueueSize = 0 },
+		"--allow-relay-clients":    func(c *Config) { c.Private.AllowRelayClients = true },
+		"--network":                func(c *Config) { c.Network = "" },
+	} {
+		cfg := DefaultConfig()
+		mod(&cfg)
+		_, err := cfg.parse()
+		err = errors.Join(cfg.validate(), err)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one naming %s", want, err, want)
+		}
+	}
+	if _, err := DefaultConfig().parse(); err != nil || DefaultConfig().validate() != nil {
+		t.Fatalf("DefaultConfig: %v, %v", err, DefaultConfig().validate())
+	}
+}

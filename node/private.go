@@ -68,9 +68,9 @@ func dropQUIC(addrs []ma.Multiaddr) (kept, dropped []ma.Multiaddr) {
 	return kept, dropped
 }
 
-// allowList is Config.Private.AllowPeers plus the bootstrap peers (the operator
-// told the relay to dial them) and the relay itself. A nil *allowList
-// allows everyone. Static after New.
+// allowList is Config.Private.AllowPeers plus the bootstrap peers (the
+// operator told the relay to dial them) and the relay itself. A nil
+// *allowList allows everyone. Static after New.
 type allowList struct {
 	self peer.ID
 	ids  map[peer.ID]bool
