@@ -16,8 +16,6 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +28,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gsio-net/gsio-relay/internal/bearer"
 )
 
 // Config holds the admin listener's settings.
@@ -113,7 +113,7 @@ type Server struct {
 	ready       []func() error
 	extra       []route
 	sampleEvery time.Duration
-	tokenHash   [sha256.Size]byte
+	token       bearer.Token
 	mux         *http.ServeMux
 	srv         *http.Server
 
@@ -139,9 +139,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	if cfg.Token != "" {
-		s.tokenHash = sha256.Sum256([]byte(cfg.Token))
-	}
+	s.token = bearer.New(cfg.Token)
 	s.routes()
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
@@ -218,22 +216,12 @@ func (s *Server) Close(ctx context.Context) error {
 
 // serveHTTP checks the token, then dispatches.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Token != "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !s.authorized(r) {
+	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !s.token.Header(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay admin"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{"missing or invalid bearer token"})
 		return
 	}
 	s.mux.ServeHTTP(w, r)
-}
-
-// authorized compares the bearer token in constant time.
-func (s *Server) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(h[7:])))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenHash[:]) == 1
 }
 
 // Ready runs the readiness checks: the Source's, then WithReady's.

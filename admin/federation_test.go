@@ -19,7 +19,7 @@ import (
 
 // fastScores samples GossipSub scores every 100 ms.
 func fastScores() testnet.HarnessOption {
-	return testnet.WithNodeConfig(func(_ int, c *node.Config) { c.ScoreInspectInterval = 100 * time.Millisecond })
+	return testnet.WithNodeConfig(func(_ int, c *node.Config) { c.Gossip.ScoreInspectInterval = 100 * time.Millisecond })
 }
 
 func client(t *testing.T, r *testnet.Relay) *admin.Client {

@@ -261,7 +261,7 @@ func (s *RelaySource) Sample(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	peers := s.Node.Host().Network().Peers()
+	peers := s.Node.ConnectedPeers()
 	connected := make(map[peer.ID]bool, len(peers))
 	var due []peer.ID
 	for _, p := range peers {

@@ -26,7 +26,7 @@ func benchMessage(b *testing.B, size int) (*pb.Message, crypto.PrivKey) {
 		b.Fatal(err)
 	}
 	id, _ := peer.IDFromPrivateKey(key)
-	topic := BroadcastTopic("gsio")
+	topic := broadcastTopic("gsio")
 	payload := `"` + strings.Repeat("x", max(size-120, 1)) + `"`
 	data := []byte(`{"message_type":"EntryAnnounce","message_id":"0d5e8a4e-6a43-4c1e-9d38-8f1f0b6f7c11","sender_id":"node-a","payload":` + payload + `}`)
 	return &pb.Message{Data: data, Topic: &topic, From: []byte(id), Seqno: []byte{0, 0, 0, 0, 0, 0, 0, 1}}, key
@@ -109,7 +109,7 @@ func BenchmarkMessageID(b *testing.B) {
 			m, _ := benchMessage(b, size)
 			b.SetBytes(int64(len(m.Data)))
 			for b.Loop() {
-				_ = PubSubMsgID(m)
+				_ = pubsubMsgID(m)
 			}
 		})
 	}
@@ -125,7 +125,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	}{{true, 256}, {true, 1}, {false, 256}, {false, 1}} {
 		sign := c.sign
 		b.Run(fmt.Sprintf("sign=%v/batch=%d", c.sign, c.batch), func(b *testing.B) {
-			mod := func(cfg *Config) { cfg.NoSign, cfg.PublishBatchMax = !sign, c.batch }
+			mod := func(cfg *Config) { cfg.Gossip.Sign, cfg.Publish.BatchMax = sign, c.batch }
 			x, y := newNode(b, "x", mod), newNode(b, "y", mod)
 			connectFull(b, x, y)
 			x.NodeJoined("bench")
@@ -136,7 +136,7 @@ func BenchmarkBroadcast(b *testing.B) {
 			for i := range b.N {
 				env := *raw
 				env.SetID(fmt.Sprintf("b-%d", i))
-				for x.Broadcast(&env) == ErrBackpressure {
+				for x.Broadcast(&env) == errBackpressure {
 					time.Sleep(time.Millisecond)
 				}
 			}
@@ -153,7 +153,7 @@ func BenchmarkBroadcast(b *testing.B) {
 			if lost := b.N - y.rec.total(); lost > 0 {
 				elapsed -= 2 * time.Second
 				b.ReportMetric(float64(lost), "lost")
-				b.ReportMetric(float64(x.tracer.dropped()+y.tracer.dropped()), "drops")
+				b.ReportMetric(float64(x.gossip.tracer.dropped()+y.gossip.tracer.dropped()), "drops")
 			}
 			b.ReportMetric(float64(y.rec.total())/elapsed.Seconds(), "msgs/s")
 		})

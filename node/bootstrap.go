@@ -21,40 +21,40 @@ const (
 // after a failure or a disconnect redials with exponential backoff (with
 // jitter) from BootstrapBackoffMin to BootstrapBackoffMax, forever. The
 // peer's connections are protected from the connection manager.
-func (n *Node) bootstrapLoop(ai peer.AddrInfo) {
-	n.host.ConnManager().Protect(ai.ID, bootstrapProtectTag)
-	n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
-	kick := n.bootKick[ai.ID]
-	backoff := n.cfg.BootstrapBackoffMin
+func (d *discovery) bootstrapLoop(ai peer.AddrInfo) {
+	d.host.ConnManager().Protect(ai.ID, bootstrapProtectTag)
+	d.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+	kick := d.kicks[ai.ID]
+	backoff := d.cfg.Discovery.BootstrapBackoffMin
 	failures := 0
 	for {
 		wait := bootstrapCheck
-		if n.host.Network().Connectedness(ai.ID) != network.Connected {
+		if d.host.Network().Connectedness(ai.ID) != network.Connected {
 			// Our backoff governs: skip the swarm's own dial backoff.
-			ctx, cancel := context.WithTimeout(network.WithForceDirectDial(n.ctx, "bootstrap"), n.cfg.DirectDialTimeout)
-			err := n.host.Connect(ctx, ai)
+			ctx, cancel := context.WithTimeout(network.WithForceDirectDial(d.ctx, "bootstrap"), d.cfg.Direct.DialTimeout)
+			err := d.host.Connect(ctx, ai)
 			cancel()
-			if n.ctx.Err() != nil {
+			if d.ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				n.m.bootstrapDials.WithLabelValues("error").Inc()
+				d.m.bootstrapDials.WithLabelValues("error").Inc()
 				failures++
 				if failures == 1 || failures%10 == 0 {
-					n.log.Warn("bootstrap dial failed; retrying", "remote", ai.ID.String(), "failures", failures, "backoff", backoff, "err", err)
+					d.log.Warn("bootstrap dial failed; retrying", "remote", ai.ID.String(), "failures", failures, "backoff", backoff, "err", err)
 				}
 				wait = backoff + rand.N(backoff/4+1)
-				backoff = min(2*backoff, n.cfg.BootstrapBackoffMax)
+				backoff = min(2*backoff, d.cfg.Discovery.BootstrapBackoffMax)
 			} else {
-				n.m.bootstrapDials.WithLabelValues("ok").Inc()
-				n.log.Info("bootstrap peer connected", "remote", ai.ID.String(), "failures", failures)
+				d.m.bootstrapDials.WithLabelValues("ok").Inc()
+				d.log.Info("bootstrap peer connected", "remote", ai.ID.String(), "failures", failures)
 				failures = 0
-				backoff = n.cfg.BootstrapBackoffMin
+				backoff = d.cfg.Discovery.BootstrapBackoffMin
 			}
 		}
 		t := time.NewTimer(wait)
 		select {
-		case <-n.ctx.Done():
+		case <-d.ctx.Done():
 			t.Stop()
 			return
 		case <-kick:
@@ -62,29 +62,28 @@ func (n *Node) bootstrapLoop(ai peer.AddrInfo) {
 			// peer that accepts and drops at once is not hammered.
 			t.Stop()
 			select {
-			case <-n.ctx.Done():
+			case <-d.ctx.Done():
 				return
-			case <-time.After(n.cfg.BootstrapBackoffMin):
+			case <-time.After(d.cfg.Discovery.BootstrapBackoffMin):
 			}
 		case <-t.C:
 		}
 	}
 }
 
-// onDisconnected is the network notifiee: when the last connection to a
-// peer goes, it forgets the peer's mesh membership and relay reservation
-// and wakes its bootstrap loop.
-func (n *Node) onDisconnected(net network.Network, c network.Conn) {
-	p := c.RemotePeer()
-	if net.Connectedness(p) == network.Connected {
-		return
-	}
-	n.tracer.removePeer(p)
-	n.rsvps.ended(p) // the relay service drops the reservation too
-	if k, ok := n.bootKick[p]; ok {
+// disconnected wakes the bootstrap loop of p, if p is a bootstrap peer
+// (onLastDisconnect).
+func (d *discovery) disconnected(p peer.ID) {
+	if k, ok := d.kicks[p]; ok {
 		select {
 		case k <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// isBootstrap reports whether p is a bootstrap peer.
+func (d *discovery) isBootstrap(p peer.ID) bool {
+	_, ok := d.kicks[p]
+	return ok
 }

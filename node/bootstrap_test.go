@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/libp2p/go-libp2p/core/network"
 )
 
@@ -31,18 +32,18 @@ func TestBootstrapLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
-	a := newNode(t, "a", func(c *Config) { c.Bootstrap = []string{listen + "/p2p/" + id.String()} })
+	a := newNode(t, "a", func(c *Config) { c.Discovery.Bootstrap = []string{listen + "/p2p/" + id.String()} })
 	time.Sleep(300 * time.Millisecond) // a few failed dials
 	if a.Host().Network().Connectedness(id) == network.Connected {
 		t.Fatal("connected to a peer that is not up")
 	}
 
 	start := time.Now()
-	b := newNode(t, "b", func(c *Config) { c.DataDir = dir; c.ListenAddrs = []string{listen} })
+	b := newNode(t, "b", func(c *Config) { c.DataDir = dir; c.Host.ListenAddrs = []string{listen} })
 	if b.ID() != id {
 		t.Fatalf("b has id %s, want %s", b.ID(), id)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if a.Host().Network().Connectedness(id) != network.Connected {
 			return fmt.Errorf("a not connected to its bootstrap peer")
 		}
@@ -56,7 +57,7 @@ func TestBootstrapLater(t *testing.T) {
 	if err := a.Host().Network().ClosePeer(id); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if a.Host().Network().Connectedness(id) != network.Connected {
 			return fmt.Errorf("a did not reconnect")
 		}
@@ -69,11 +70,11 @@ func TestBootstrapLater(t *testing.T) {
 
 // TestQUIC: two relays over QUIC only.
 func TestQUIC(t *testing.T) {
-	quicOnly := func(c *Config) { c.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"} }
+	quicOnly := func(c *Config) { c.Host.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"} }
 	a := newNode(t, "a", quicOnly)
 	b := newNode(t, "b", func(c *Config) {
 		quicOnly(c)
-		c.Bootstrap = []string{a.Addrs()[0].String()}
+		c.Discovery.Bootstrap = []string{a.Addrs()[0].String()}
 	})
 	waitMesh(t, a, b)
 	conns := a.Host().Network().ConnsToPeer(b.ID())

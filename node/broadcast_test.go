@@ -2,9 +2,11 @@ package node
 
 import (
 	"fmt"
-	dto "github.com/prometheus/client_model/go"
 	"testing"
 	"time"
+
+	"github.com/gsio-net/gsio-relay/internal/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/libp2p/go-libp2p/core/network"
 )
@@ -39,7 +41,7 @@ func testBroadcastOnce(t *testing.T, from *tnode, to ...*tnode) {
 	for _, n := range to {
 		waitDelivered(t, n, env.Sender, id, 1)
 	}
-	stays(t, 300*time.Millisecond, func() error {
+	testutil.Stays(t, 300*time.Millisecond, func() error {
 		for _, n := range to {
 			if k := n.rec.count(env.Sender, id); k != 1 {
 				return fmt.Errorf("%s got %d copies", n.name, k)
@@ -76,7 +78,7 @@ func TestBroadcastMultiHomed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDelivered(t, c, "mh", "dup-1", 1)
-	stays(t, 500*time.Millisecond, func() error {
+	testutil.Stays(t, 500*time.Millisecond, func() error {
 		for _, n := range []*tnode{a, b, c} {
 			if k := n.rec.count("mh", "dup-1"); k > 1 {
 				return fmt.Errorf("%s got %d copies", n.name, k)
@@ -111,7 +113,7 @@ func TestBroadcastBurst(t *testing.T) {
 	// Drops before the burst do not count: pubsub may drop a presence
 	// snapshot sent to a peer whose outbound stream is not set up yet
 	// ("no send queue", counted as outbound_queue_full); snapshots repeat.
-	before := map[*tnode]int{a: a.tracer.dropped(), b: b.tracer.dropped(), c: c.tracer.dropped()}
+	before := map[*tnode]int{a: a.gossip.tracer.dropped(), b: b.gossip.tracer.dropped(), c: c.gossip.tracer.dropped()}
 	const total = 5000
 	start := time.Now()
 	for i := range total {
@@ -120,7 +122,7 @@ func TestBroadcastBurst(t *testing.T) {
 			t.Fatalf("broadcast %d: %v", i, err)
 		}
 	}
-	checkFor(t, 60*time.Second, func() error {
+	testutil.CheckFor(t, 60*time.Second, func() error {
 		if b.rec.total() != total || c.rec.total() != total {
 			return fmt.Errorf("b got %d, c got %d of %d", b.rec.total(), c.rec.total(), total)
 		}
@@ -129,7 +131,7 @@ func TestBroadcastBurst(t *testing.T) {
 	t.Logf("%d broadcasts over 2 hops in %v", total, time.Since(start))
 	// The burst queued faster than one publish at a time: a batched.
 	var h dto.Metric
-	if err := a.m.batch.Write(&h); err != nil {
+	if err := a.gossip.m.batch.Write(&h); err != nil {
 		t.Fatal(err)
 	}
 	msgs, gossip := h.GetHistogram().GetSampleSum(), h.GetHistogram().GetSampleCount()
@@ -151,7 +153,7 @@ func TestBroadcastBurst(t *testing.T) {
 		}
 	}
 	for _, n := range []*tnode{a, b, c} {
-		if d := n.tracer.dropped() - before[n]; d != 0 {
+		if d := n.gossip.tracer.dropped() - before[n]; d != 0 {
 			t.Errorf("%s dropped %d messages during the burst", n.name, d)
 		}
 	}
@@ -160,7 +162,7 @@ func TestBroadcastBurst(t *testing.T) {
 // TestBroadcastNoSign: the StrictNoSign policy (NoSign=true) works
 // end to end: presence, broadcast and direct.
 func TestBroadcastNoSign(t *testing.T) {
-	nosign := func(c *Config) { c.NoSign = true }
+	nosign := func(c *Config) { c.Gossip.Sign = false }
 	a, b, c := newNode(t, "a", nosign), newNode(t, "b", nosign), newNode(t, "c", nosign)
 	connectLine(t, a, b, c)
 	c.NodeJoined("carol")
@@ -179,7 +181,7 @@ func TestBroadcastNoSign(t *testing.T) {
 // lost.
 func TestBroadcastAtStart(t *testing.T) {
 	b := newNode(t, "b", nil)
-	a := newNode(t, "a", func(c *Config) { c.Bootstrap = []string{b.Addrs()[0].String()} })
+	a := newNode(t, "a", func(c *Config) { c.Discovery.Bootstrap = []string{b.Addrs()[0].String()} })
 	a.NodeJoined("early")
 	const total = 20
 	for i := range total {
@@ -191,7 +193,7 @@ func TestBroadcastAtStart(t *testing.T) {
 		waitDelivered(t, b, "early", fmt.Sprint("s-", i), 1)
 	}
 	var h dto.Metric
-	if err := a.m.publishWait.Write(&h); err != nil || h.GetHistogram().GetSampleCount() == 0 {
+	if err := a.gossip.m.publishWait.Write(&h); err != nil || h.GetHistogram().GetSampleCount() == 0 {
 		t.Fatalf("publish_peer_wait_seconds count %d (%v): want the first publish held", h.GetHistogram().GetSampleCount(), err)
 	}
 	t.Logf("first publish held %.1f ms", 1000*h.GetHistogram().GetSampleSum())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -15,24 +16,99 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
+	"github.com/gsio-net/gsio-relay/internal/ttlset"
 	"github.com/gsio-net/gsio-relay/message"
 )
 
-// Direct routing. Outbound: Direct picks a relay holding the recipient and
-// queues the message on that relay's sender; one sender goroutine per
-// destination relay (started on demand, tracked in wg, ended by
-// DirectIdleTimeout or Close) owns one outbound stream and writes frames.
-// Inbound: handleDirect (run by libp2p, tracked in inWG) reads frames,
-// validates, and delivers or answers with a NACK through the sender back to
-// the origin. Failures reach Receiver.Undeliverable through
-// undeliverableLoop, never synchronously from Direct.
+// DirectProtocol is the stream protocol for relay-to-relay direct messages
+// and their NACKs (docs/PROTOCOL.md "Direct streams").
+const DirectProtocol = "/gsio/direct/1.0.0"
+
+// direct owns direct routing over DirectProtocol. Outbound: send picks a
+// relay holding the recipient and queues the message on that relay's
+// sender; one senderLoop per destination relay (started on demand, ended
+// after Direct.IdleTimeout or by close) owns one outbound stream and
+// writes frames. Inbound: handleStream (run by libp2p, tracked by inWG)
+// reads frames, validates, and delivers or answers with a NACK through the
+// sender back to the origin. Failures reach Receiver.Undeliverable through
+// undeliverableLoop, never synchronously from send.
+type direct struct {
+	core
+	routines
+	dir     *directory
+	isLocal func(node string) bool
+	speak   *speakFor
+	allow   *allowList
+	recv    atomic.Pointer[Receiver] // set by start; nil before
+	undeliv chan undeliverable
+	seen    *ttlset.Set[string] // envelope ids delivered (dedup)
+	sent    *ttlset.Set[string] // (relay, envelope id) sent, that a NACK must match
+
+	sendersMu     sync.Mutex
+	senders       map[peer.ID]*sender
+	sendersClosed bool // no sender starts after close began
+
+	inMu      sync.Mutex
+	inClosed  bool
+	inStreams map[network.Stream]struct{}
+	inWG      sync.WaitGroup
+}
+
+// directSeenSize bounds each of direct's two seen sets.
+const directSeenSize = 1 << 17
+
+func newDirect(parent context.Context, c core, dir *directory, isLocal func(string) bool, speak *speakFor, allow *allowList) *direct {
+	d := &direct{
+		core:      c,
+		routines:  newRoutines(parent),
+		dir:       dir,
+		isLocal:   isLocal,
+		speak:     speak,
+		allow:     allow,
+		undeliv:   make(chan undeliverable, 4096),
+		seen:      ttlset.New[string](directSeenSize, c.cfg.SeenMessagesTTL, nil),
+		sent:      ttlset.New[string](directSeenSize, c.cfg.SeenMessagesTTL, nil),
+		senders:   map[peer.ID]*sender{},
+		inStreams: map[network.Stream]struct{}{},
+	}
+	c.host.SetStreamHandler(DirectProtocol, d.handleStream)
+	return d
+}
+
+// start sets the Receiver and starts undeliverableLoop.
+func (d *direct) start(r Receiver) {
+	d.recv.Store(&r)
+	d.spawn(d.undeliverableLoop)
+}
+
+// close ends the senders (resetting a write in progress) and
+// undeliverableLoop, then resets the inbound streams and waits for their
+// handlers; an inbound stream that arrives later is reset at once.
+func (d *direct) close() {
+	d.cancel()
+	d.sendersMu.Lock()
+	d.sendersClosed = true
+	for _, s := range d.senders {
+		s.reset()
+	}
+	d.sendersMu.Unlock()
+	d.wg.Wait()
+
+	d.inMu.Lock()
+	d.inClosed = true
+	for s := range d.inStreams {
+		_ = s.Reset()
+	}
+	d.inMu.Unlock()
+	d.inWG.Wait()
+}
 
 // undeliverable is one report for Receiver.Undeliverable.
 type undeliverable struct{ sender, messageID, recipient string }
 
-// NACK is the body of a NACK frame: the recipient of a direct message is
+// nackBody is the body of a NACK frame: the recipient of a direct message is
 // not (or no longer) connected to the relay it was sent to.
-type NACK struct {
+type nackBody struct {
 	Sender    string `json:"sender_id"`
 	MessageID string `json:"message_id"`
 	Recipient string `json:"recipient_id"`
@@ -75,43 +151,41 @@ const (
 	maxBatchBytes    = 256 << 10
 )
 
-// Direct sends env toward a relay that holds env.Recipient. It reports
-// false when no other relay is known to hold it. It never blocks on the
-// network; a failure later is reported through Receiver.Undeliverable.
-func (n *Node) Direct(env *message.Envelope) bool {
-	if env == nil || env.Recipient == "" || n.ctx.Err() != nil {
+// send queues env toward a relay that holds env.Recipient (Node.Direct).
+func (d *direct) send(env *message.Envelope) bool {
+	if env == nil || env.Recipient == "" || d.ctx.Err() != nil {
 		return false
 	}
-	holders := n.dir.holdersOf(env.Recipient)
+	holders := d.dir.holdersOf(env.Recipient)
 	if len(holders) == 0 {
 		return false
 	}
-	target := n.pickHolder(holders)
+	target := d.pickHolder(holders)
 	u := undeliverable{env.Sender, env.ID, env.Recipient}
-	if env.ID == "" || len(env.Raw) > n.cfg.MaxMessageSize {
-		n.m.directFailed.WithLabelValues("invalid").Inc()
-		n.reportUndeliverable(u)
+	if env.ID == "" || len(env.Raw) > d.cfg.MaxMessageSize {
+		d.m.directFailed.WithLabelValues("invalid").Inc()
+		d.reportUndeliverable(u)
 		return true
 	}
-	n.sentLog.add(sentKey(target, env.Sender, env.ID), time.Now())
-	if !n.enqueue(target, outFrame{kind: frameMessage, body: env.Raw, u: u, enq: time.Now()}) {
-		n.m.directFailed.WithLabelValues("queue_full").Inc()
-		n.tracer.drop("direct_queue_full", 1)
-		n.reportUndeliverable(u)
+	d.sent.Add(sentKey(target, env.Sender, env.ID))
+	if !d.enqueue(target, outFrame{kind: frameMessage, body: env.Raw, u: u, enq: time.Now()}) {
+		d.m.directFailed.WithLabelValues("queue_full").Inc()
+		d.tracer.drop("direct_queue_full", 1)
+		d.reportUndeliverable(u)
 	}
 	return true
 }
 
 func sentKey(p peer.ID, sender, id string) string {
-	return string(p) + "\x00" + EnvelopeID(sender, id)
+	return string(p) + "\x00" + envelopeID(sender, id)
 }
 
 // pickHolder prefers a connected relay, then the one heard from last.
-func (n *Node) pickHolder(holders []peer.ID) peer.ID {
+func (d *direct) pickHolder(holders []peer.ID) peer.ID {
 	best, bestConn, bestSeen := holders[0], false, time.Time{}
 	for _, r := range holders {
-		conn := n.host.Network().Connectedness(r) == network.Connected
-		seen := n.dir.lastSeen(r)
+		conn := d.host.Network().Connectedness(r) == network.Connected
+		seen := d.dir.lastSeen(r)
 		if (conn && !bestConn) || (conn == bestConn && seen.After(bestSeen)) {
 			best, bestConn, bestSeen = r, conn, seen
 		}
@@ -121,22 +195,18 @@ func (n *Node) pickHolder(holders []peer.ID) peer.ID {
 
 // enqueue puts f on the sender of p, starting it if needed. It reports
 // false when the queue is full or the node is closing.
-func (n *Node) enqueue(p peer.ID, f outFrame) bool {
-	n.sendersMu.Lock()
-	defer n.sendersMu.Unlock()
-	if n.sendersClosed {
+func (d *direct) enqueue(p peer.ID, f outFrame) bool {
+	d.sendersMu.Lock()
+	defer d.sendersMu.Unlock()
+	if d.sendersClosed {
 		return false
 	}
-	s := n.senders[p]
+	s := d.senders[p]
 	if s == nil {
-		s = &sender{peer: p, q: make(chan outFrame, n.cfg.DirectQueueSize)}
-		n.senders[p] = s
-		n.host.ConnManager().Protect(p, directProtectTag)
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.senderLoop(s)
-		}()
+		s = &sender{peer: p, q: make(chan outFrame, d.cfg.Direct.QueueSize)}
+		d.senders[p] = s
+		d.host.ConnManager().Protect(p, directProtectTag)
+		d.spawn(func() { d.senderLoop(s) })
 	}
 	select {
 	case s.q <- f:
@@ -146,19 +216,19 @@ func (n *Node) enqueue(p peer.ID, f outFrame) bool {
 	}
 }
 
-func (n *Node) senderLoop(s *sender) {
+func (d *direct) senderLoop(s *sender) {
 	var st network.Stream
 	defer func() {
 		if st != nil {
 			_ = st.Reset()
 		}
 	}()
-	idle := time.NewTimer(n.cfg.DirectIdleTimeout)
+	idle := time.NewTimer(d.cfg.Direct.IdleTimeout)
 	defer idle.Stop()
 	var batch []outFrame
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-d.ctx.Done():
 			return
 		case f := <-s.q:
 			batch = append(batch[:0], f)
@@ -173,19 +243,19 @@ func (n *Node) senderLoop(s *sender) {
 					break drain
 				}
 			}
-			st = n.sendBatch(s, st, batch)
+			st = d.sendBatch(s, st, batch)
 			clear(batch)
-			idle.Reset(n.cfg.DirectIdleTimeout)
+			idle.Reset(d.cfg.Direct.IdleTimeout)
 		case <-idle.C:
-			n.sendersMu.Lock()
+			d.sendersMu.Lock()
 			if len(s.q) > 0 {
-				n.sendersMu.Unlock()
-				idle.Reset(n.cfg.DirectIdleTimeout)
+				d.sendersMu.Unlock()
+				idle.Reset(d.cfg.Direct.IdleTimeout)
 				continue
 			}
-			delete(n.senders, s.peer)
-			n.host.ConnManager().Unprotect(s.peer, directProtectTag)
-			n.sendersMu.Unlock()
+			delete(d.senders, s.peer)
+			d.host.ConnManager().Unprotect(s.peer, directProtectTag)
+			d.sendersMu.Unlock()
 			if st != nil {
 				_ = st.Close()
 				st = nil
@@ -198,7 +268,7 @@ func (n *Node) senderLoop(s *sender) {
 // sendBatch writes frames on st (opening a stream if st is nil), retrying
 // once on a fresh stream. It returns the stream to keep (nil after a
 // failure).
-func (n *Node) sendBatch(s *sender, st network.Stream, batch []outFrame) network.Stream {
+func (d *direct) sendBatch(s *sender, st network.Stream, batch []outFrame) network.Stream {
 	p := s.peer
 	buf := make([]byte, 0, 64)
 	for _, f := range batch {
@@ -208,18 +278,18 @@ func (n *Node) sendBatch(s *sender, st network.Stream, batch []outFrame) network
 	for attempt := 0; attempt < 2; attempt++ {
 		if st == nil {
 			var err error
-			st, reason, err = n.openDirect(p)
+			st, reason, err = d.openDirect(p)
 			s.setStream(st)
 			if err != nil {
-				if n.ctx.Err() == nil {
-					n.log.Debug("direct stream", "remote", p.String(), "err", err)
+				if d.ctx.Err() == nil {
+					d.log.Debug("direct stream", "remote", p.String(), "err", err)
 				}
 				break
 			}
 		}
-		_ = st.SetWriteDeadline(time.Now().Add(n.cfg.DirectWriteTimeout))
+		_ = st.SetWriteDeadline(time.Now().Add(d.cfg.Direct.WriteTimeout))
 		if _, err := st.Write(buf); err != nil {
-			n.log.Debug("direct write", "remote", p.String(), "err", err)
+			d.log.Debug("direct write", "remote", p.String(), "err", err)
 			_ = st.Reset()
 			st, reason = nil, "write"
 			s.setStream(nil)
@@ -228,20 +298,20 @@ func (n *Node) sendBatch(s *sender, st network.Stream, batch []outFrame) network
 		now := time.Now()
 		for _, f := range batch {
 			if f.kind == frameMessage {
-				n.m.directSent.Inc()
-				n.m.directLatency.Observe(now.Sub(f.enq).Seconds())
+				d.m.directSent.Inc()
+				d.m.directLatency.Observe(now.Sub(f.enq).Seconds())
 			}
 		}
 		return st
 	}
-	if n.ctx.Err() != nil {
+	if d.ctx.Err() != nil {
 		reason = "closed"
 	}
 	for _, f := range batch {
 		if f.kind == frameMessage {
-			n.m.directFailed.WithLabelValues(reason).Inc()
-			n.sentLog.remove(sentKey(p, f.u.sender, f.u.messageID))
-			n.reportUndeliverable(f.u)
+			d.m.directFailed.WithLabelValues(reason).Inc()
+			d.sent.Remove(sentKey(p, f.u.sender, f.u.messageID))
+			d.reportUndeliverable(f.u)
 		}
 	}
 	return nil
@@ -250,19 +320,19 @@ func (n *Node) sendBatch(s *sender, st network.Stream, batch []outFrame) network
 // openDirect connects to p (by its presence addresses when not connected)
 // and opens a direct stream. A limited (relayed) connection does not
 // count: the federation never runs over one, so the dial is forced direct.
-func (n *Node) openDirect(p peer.ID) (network.Stream, string, error) {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DirectDialTimeout)
+func (d *direct) openDirect(p peer.ID) (network.Stream, string, error) {
+	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.Direct.DialTimeout)
 	defer cancel()
-	if n.host.Network().Connectedness(p) != network.Connected {
-		addrs := n.dir.addrsOf(p)
+	if d.host.Network().Connectedness(p) != network.Connected {
+		addrs := d.dir.addrsOf(p)
 		if len(addrs) > 0 {
-			n.host.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
+			d.host.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
 		}
-		if err := n.host.Connect(network.WithForceDirectDial(ctx, "gsio direct"), peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
+		if err := d.host.Connect(network.WithForceDirectDial(ctx, "gsio direct"), peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
 			return nil, "dial", fmt.Errorf("dial %s: %w", p, err)
 		}
 	}
-	st, err := n.host.NewStream(ctx, p, DirectProtocol)
+	st, err := d.host.NewStream(ctx, p, DirectProtocol)
 	if err != nil {
 		return nil, "stream", fmt.Errorf("open %s stream to %s: %w", DirectProtocol, p, err)
 	}
@@ -270,26 +340,26 @@ func (n *Node) openDirect(p peer.ID) (network.Stream, string, error) {
 	return st, "", nil
 }
 
-// handleDirect reads one inbound direct stream until it ends.
-func (n *Node) handleDirect(s network.Stream) {
-	if !n.allow.allowed(s.Conn().RemotePeer()) {
+// handleStream reads one inbound direct stream until it ends.
+func (d *direct) handleStream(s network.Stream) {
+	if !d.allow.allowed(s.Conn().RemotePeer()) {
 		_ = s.Reset() // a relay-service client of a private federation
 		return
 	}
-	n.inMu.Lock()
-	if n.inClosed {
-		n.inMu.Unlock()
+	d.inMu.Lock()
+	if d.inClosed {
+		d.inMu.Unlock()
 		_ = s.Reset()
 		return
 	}
-	n.inStreams[s] = struct{}{}
-	n.inWG.Add(1)
-	n.inMu.Unlock()
+	d.inStreams[s] = struct{}{}
+	d.inWG.Add(1)
+	d.inMu.Unlock()
 	defer func() {
-		n.inMu.Lock()
-		delete(n.inStreams, s)
-		n.inMu.Unlock()
-		n.inWG.Done()
+		d.inMu.Lock()
+		delete(d.inStreams, s)
+		d.inMu.Unlock()
+		d.inWG.Done()
 	}()
 
 	from := s.Conn().RemotePeer()
@@ -297,100 +367,98 @@ func (n *Node) handleDirect(s network.Stream) {
 	for {
 		// An idle or stalled stream is dropped: it holds a goroutine and
 		// a partly read frame.
-		_ = s.SetReadDeadline(time.Now().Add(n.cfg.DirectIdleTimeout))
-		kind, body, err := readFrame(r, n.cfg.MaxMessageSize)
+		_ = s.SetReadDeadline(time.Now().Add(d.cfg.Direct.IdleTimeout))
+		kind, body, err := readFrame(r, d.cfg.MaxMessageSize)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				_ = s.Close()
 				return
 			}
-			if n.ctx.Err() == nil {
-				n.log.Debug("direct stream ended", "remote", from.String(), "err", err)
+			if d.ctx.Err() == nil {
+				d.log.Debug("direct stream ended", "remote", from.String(), "err", err)
 			}
 			if errors.Is(err, errFrameTooLarge) {
-				n.countValidation("direct", pubsub.ValidationReject, "too_large")
+				d.m.validated("direct", pubsub.ValidationReject, "too_large")
 			}
 			_ = s.Reset()
 			return
 		}
 		switch kind {
 		case frameMessage:
-			n.m.directRecv.WithLabelValues("message").Inc()
-			n.onDirectMessage(from, body)
+			d.m.directRecv.WithLabelValues("message").Inc()
+			d.onMessage(from, body)
 		case frameNACK:
-			n.m.directRecv.WithLabelValues("nack").Inc()
-			n.onNACK(from, body)
+			d.m.directRecv.WithLabelValues("nack").Inc()
+			d.onNACK(from, body)
 		}
 	}
 }
 
-func (n *Node) onDirectMessage(from peer.ID, body []byte) {
-	env, reason := n.checkEnvelope(body, true)
+func (d *direct) onMessage(from peer.ID, body []byte) {
+	env, reason := checkEnvelope(body, d.cfg.MaxMessageSize, true)
 	if reason != "" {
-		n.countValidation("direct", pubsub.ValidationReject, reason)
-		n.log.Debug("direct message rejected", "remote", from.String(), "reason", reason)
+		d.m.validated("direct", pubsub.ValidationReject, reason)
+		d.log.Debug("direct message rejected", "remote", from.String(), "reason", reason)
 		return
 	}
-	if r, reason := n.speakFor(n.ctx, from, env.Sender, time.Now().Add(n.cfg.SpeakForWait)); r != pubsub.ValidationAccept {
-		n.countValidation("direct", r, reason)
-		n.log.Debug("direct message refused", "remote", from.String(), "node", env.Sender, "reason", reason)
+	if r, reason := d.speak.check(d.ctx, from, env.Sender, time.Now().Add(d.cfg.Presence.SpeakForWait)); r != pubsub.ValidationAccept {
+		d.m.validated("direct", r, reason)
+		d.log.Debug("direct message refused", "remote", from.String(), "node", env.Sender, "reason", reason)
 		return
 	}
-	if !n.isLocal(env.Recipient) {
-		n.countValidation("direct", pubsub.ValidationIgnore, "recipient_unknown")
-		nack, _ := json.Marshal(NACK{Sender: env.Sender, MessageID: env.ID, Recipient: env.Recipient, Reason: message.CodeRecipientUnknown})
-		if !n.enqueue(from, outFrame{kind: frameNACK, body: nack, enq: time.Now()}) {
-			n.tracer.drop("direct_queue_full", 1)
+	if !d.isLocal(env.Recipient) {
+		d.m.validated("direct", pubsub.ValidationIgnore, "recipient_unknown")
+		nack, _ := json.Marshal(nackBody{Sender: env.Sender, MessageID: env.ID, Recipient: env.Recipient, Reason: message.CodeRecipientUnknown})
+		if !d.enqueue(from, outFrame{kind: frameNACK, body: nack, enq: time.Now()}) {
+			d.tracer.drop("direct_queue_full", 1)
 		}
 		return
 	}
-	if !n.seenDirect.add(EnvelopeID(env.Sender, env.ID), time.Now()) {
-		n.countValidation("direct", pubsub.ValidationIgnore, "duplicate")
+	if !d.seen.Add(envelopeID(env.Sender, env.ID)) {
+		d.m.validated("direct", pubsub.ValidationIgnore, "duplicate")
 		return
 	}
-	n.countValidation("direct", pubsub.ValidationAccept, "")
-	n.startMu.Lock()
-	r := n.recv
-	n.startMu.Unlock()
+	d.m.validated("direct", pubsub.ValidationAccept, "")
+	r := d.recv.Load()
 	if r == nil {
 		return
 	}
-	n.m.delivered.WithLabelValues("direct").Inc()
-	r.Deliver(&env)
+	d.m.delivered.WithLabelValues("direct").Inc()
+	(*r).Deliver(&env)
 }
 
-func (n *Node) onNACK(from peer.ID, body []byte) {
-	var k NACK
+func (d *direct) onNACK(from peer.ID, body []byte) {
+	var k nackBody
 	if err := json.Unmarshal(body, &k); err != nil || k.Sender == "" || k.MessageID == "" {
-		n.log.Debug("bad NACK", "remote", from.String())
+		d.log.Debug("bad NACK", "remote", from.String())
 		return
 	}
 	key := sentKey(from, k.Sender, k.MessageID)
-	if !n.sentLog.has(key, time.Now()) {
-		n.log.Debug("NACK for a message not sent there", "remote", from.String(), "node", k.Sender)
+	if !d.sent.Has(key) {
+		d.log.Debug("NACK for a message not sent there", "remote", from.String(), "node", k.Sender)
 		return
 	}
-	n.sentLog.remove(key)
-	n.m.directFailed.WithLabelValues("nack").Inc()
-	n.reportUndeliverable(undeliverable{k.Sender, k.MessageID, k.Recipient})
+	d.sent.Remove(key)
+	d.m.directFailed.WithLabelValues("nack").Inc()
+	d.reportUndeliverable(undeliverable{k.Sender, k.MessageID, k.Recipient})
 }
 
-func (n *Node) reportUndeliverable(u undeliverable) {
+func (d *direct) reportUndeliverable(u undeliverable) {
 	select {
-	case n.undeliv <- u:
+	case d.undeliv <- u:
 	default:
-		n.tracer.drop("undeliverable_queue_full", 1)
+		d.tracer.drop("undeliverable_queue_full", 1)
 	}
 }
 
 // undeliverableLoop is the one goroutine calling Receiver.Undeliverable.
-func (n *Node) undeliverableLoop() {
+func (d *direct) undeliverableLoop() {
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-d.ctx.Done():
 			return
-		case u := <-n.undeliv:
-			n.recv.Undeliverable(u.sender, u.messageID, u.recipient)
+		case u := <-d.undeliv:
+			(*d.recv.Load()).Undeliverable(u.sender, u.messageID, u.recipient)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/libp2p/go-libp2p/core/network"
 )
 
@@ -36,7 +37,7 @@ func TestDirectLine(t *testing.T) {
 	}
 	waitDelivered(t, a, "carol", "r-1", 1)
 
-	stays(t, 300*time.Millisecond, func() error {
+	testutil.Stays(t, 300*time.Millisecond, func() error {
 		if k := b.rec.total(); k != 0 {
 			return fmt.Errorf("b (not on the way) delivered %d messages", k)
 		}
@@ -66,7 +67,7 @@ func TestDirectUnknown(t *testing.T) {
 // recipient (it left before the leave reached us): it answers with a NACK
 // and the origin reports Undeliverable.
 func TestDirectNACK(t *testing.T) {
-	slow := func(c *Config) { c.PresenceInterval = 5 * time.Second }
+	slow := func(c *Config) { c.Presence.Interval = 5 * time.Second }
 	a, b := newNode(t, "a", slow), newNode(t, "b", slow)
 	connectFull(t, a, b)
 	a.NodeJoined("alice")
@@ -75,15 +76,15 @@ func TestDirectNACK(t *testing.T) {
 	waitRemote(t, b, "alice", true, 5*time.Second)
 
 	// ghost leaves b without b announcing it yet.
-	b.localMu.Lock()
-	delete(b.local, "ghost")
-	b.localMu.Unlock()
+	b.presence.mu.Lock()
+	delete(b.presence.local, "ghost")
+	b.presence.mu.Unlock()
 
 	env := envelope(t, "EntryRequest", "n-1", "alice", "ghost", `{}`)
 	if !a.Direct(env) {
 		t.Fatal("Direct reported no relay for ghost")
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		u := a.rec.undeliverables()
 		if len(u) != 1 || u[0] != (undeliverable{"alice", "n-1", "ghost"}) {
 			return fmt.Errorf("undeliverable = %v", u)
@@ -98,7 +99,7 @@ func TestDirectNACK(t *testing.T) {
 // TestDirectDialFailure: the holder's addresses are dead; the message is
 // reported undeliverable after the dial fails.
 func TestDirectDialFailure(t *testing.T) {
-	quick := func(c *Config) { c.DirectDialTimeout = time.Second; c.PresenceInterval = 5 * time.Second }
+	quick := func(c *Config) { c.Direct.DialTimeout = time.Second; c.Presence.Interval = 5 * time.Second }
 	a, b := newNode(t, "a", quick), newNode(t, "b", quick)
 	connectFull(t, a, b)
 	a.NodeJoined("alice")
@@ -108,7 +109,7 @@ func TestDirectDialFailure(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if a.Host().Network().Connectedness(b.ID()) == network.Connected {
 			return fmt.Errorf("still connected")
 		}
@@ -117,7 +118,7 @@ func TestDirectDialFailure(t *testing.T) {
 	if !a.Direct(envelope(t, "EntryRequest", "f-1", "alice", "bob", `{}`)) {
 		t.Fatal("Direct reported no relay for bob (expiry is 15 s)")
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if u := a.rec.undeliverables(); len(u) != 1 || u[0].messageID != "f-1" {
 			return fmt.Errorf("undeliverable = %v", u)
 		}

@@ -8,6 +8,16 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
+// Presence timing bounds (docs/PROTOCOL.md "Presence"): a relay's
+// announced interval is clamped to [minPresenceInterval,
+// maxPresenceInterval], and the expiry it implies to maxPresenceExpiry,
+// inside the 30 s of the SPEC.
+const (
+	maxPresenceInterval = 8 * time.Second
+	minPresenceInterval = 50 * time.Millisecond
+	maxPresenceExpiry   = 25 * time.Second
+)
+
 // directory maps node ids to the other relays that hold them, from the
 // presence topic. One mutex (mu) guards all of it; it is never held while
 // calling out of the directory.
@@ -45,9 +55,9 @@ type snapAssembly struct {
 	nodes map[string]struct{}
 }
 
-func newDirectory(cfg Config, m *metrics) *directory {
+func newDirectory(cfg PresenceConfig, m *metrics) *directory {
 	return &directory{
-		missed:     cfg.PresenceMissed,
+		missed:     cfg.Missed,
 		maxRelays:  cfg.MaxRelays,
 		maxPerRel:  cfg.MaxNodesPerRelay,
 		maxEntries: cfg.MaxDirectoryEntries,
@@ -126,7 +136,7 @@ func (d *directory) replaceLocked(r peer.ID, e *relayEntry, set map[string]struc
 }
 
 // apply records a validated presence message of relay r.
-func (d *directory) apply(r peer.ID, p *PresenceMessage, addrs []ma.Multiaddr, now time.Time) {
+func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.relays[r]
@@ -156,19 +166,19 @@ func (d *directory) apply(r peer.ID, p *PresenceMessage, addrs []ma.Multiaddr, n
 	refused := 0
 	if p.Seq > e.seq {
 		switch p.Type {
-		case PresenceJoin:
+		case presenceJoin:
 			for _, id := range p.Nodes {
 				if !d.addLocked(r, e, id) {
 					refused++
 				}
 			}
 			e.seq = p.Seq
-		case PresenceLeave:
+		case presenceLeave:
 			for _, id := range p.Nodes {
 				d.removeLocked(r, e, id, now)
 			}
 			e.seq = p.Seq
-		case PresenceSnapshot:
+		case presenceSnapshot:
 			parts := max(p.Parts, 1)
 			if parts == 1 {
 				set := make(map[string]struct{}, len(p.Nodes))
@@ -261,7 +271,7 @@ func (d *directory) speaks(origin peer.ID, node string, now time.Time) speakVerd
 	return v
 }
 
-// holders returns the relays holding node.
+// holdersOf returns the relays holding node.
 func (d *directory) holdersOf(node string) []peer.ID {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -16,7 +16,7 @@ func testDir(t *testing.T, mod func(*Config)) *directory {
 	if mod != nil {
 		mod(&cfg)
 	}
-	return newDirectory(cfg.withDefaults(), newMetrics())
+	return newDirectory(cfg.Presence, newMetrics())
 }
 
 func randPeer(t *testing.T) peer.ID {
@@ -29,8 +29,8 @@ func randPeer(t *testing.T) peer.ID {
 	return id
 }
 
-func pm(typ string, epoch int64, seq uint64, nodes ...string) *PresenceMessage {
-	return &PresenceMessage{Type: typ, Epoch: epoch, Seq: seq, IntervalMS: 2000, Nodes: nodes}
+func pm(typ string, epoch int64, seq uint64, nodes ...string) *presenceMessage {
+	return &presenceMessage{Type: typ, Epoch: epoch, Seq: seq, IntervalMS: 2000, Nodes: nodes}
 }
 
 func sorted(s []string) []string { slices.Sort(s); return s }
@@ -39,21 +39,21 @@ func TestDirectoryOrdering(t *testing.T) {
 	d := testDir(t, nil)
 	r := randPeer(t)
 	now := time.Now()
-	d.apply(r, pm(PresenceSnapshot, 10, 1, "a", "b"), nil, now)
-	d.apply(r, pm(PresenceJoin, 10, 3, "c"), nil, now)
-	d.apply(r, pm(PresenceLeave, 10, 2, "a"), nil, now) // stale: seq 2 < 3
+	d.apply(r, pm(presenceSnapshot, 10, 1, "a", "b"), nil, now)
+	d.apply(r, pm(presenceJoin, 10, 3, "c"), nil, now)
+	d.apply(r, pm(presenceLeave, 10, 2, "a"), nil, now) // stale: seq 2 < 3
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("after stale leave: %v", got)
 	}
-	d.apply(r, pm(PresenceSnapshot, 10, 4, "b", "c"), nil, now) // authoritative
+	d.apply(r, pm(presenceSnapshot, 10, 4, "b", "c"), nil, now) // authoritative
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c"}) {
 		t.Fatalf("after snapshot: %v", got)
 	}
-	d.apply(r, pm(PresenceSnapshot, 9, 100, "old"), nil, now) // older epoch
+	d.apply(r, pm(presenceSnapshot, 9, 100, "old"), nil, now) // older epoch
 	if hasNode(d, "old") {
 		t.Fatal("older epoch applied")
 	}
-	d.apply(r, pm(PresenceJoin, 11, 1, "new"), nil, now) // restart: old nodes gone
+	d.apply(r, pm(presenceJoin, 11, 1, "new"), nil, now) // restart: old nodes gone
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"new"}) {
 		t.Fatalf("after restart: %v", got)
 	}
@@ -74,10 +74,10 @@ func TestDirectoryParts(t *testing.T) {
 	d := testDir(t, nil)
 	r := randPeer(t)
 	now := time.Now()
-	d.apply(r, pm(PresenceSnapshot, 1, 1, "x"), nil, now)
-	p0 := pm(PresenceSnapshot, 1, 2, "a", "b")
+	d.apply(r, pm(presenceSnapshot, 1, 1, "x"), nil, now)
+	p0 := pm(presenceSnapshot, 1, 2, "a", "b")
 	p0.Part, p0.Parts = 0, 2
-	p1 := pm(PresenceSnapshot, 1, 2, "c")
+	p1 := pm(presenceSnapshot, 1, 2, "c")
 	p1.Part, p1.Parts = 1, 2
 	d.apply(r, p1, nil, now)
 	if got := d.remoteNodes(); !slices.Equal(got, []string{"x"}) {
@@ -94,8 +94,8 @@ func TestDirectoryMultiHomedAndExpiry(t *testing.T) {
 	d := testDir(t, nil)
 	r1, r2 := randPeer(t), randPeer(t)
 	now := time.Now()
-	d.apply(r1, pm(PresenceSnapshot, 1, 1, "m", "only1"), nil, now)
-	d.apply(r2, pm(PresenceSnapshot, 1, 1, "m"), nil, now.Add(4*time.Second))
+	d.apply(r1, pm(presenceSnapshot, 1, 1, "m", "only1"), nil, now)
+	d.apply(r2, pm(presenceSnapshot, 1, 1, "m"), nil, now.Add(4*time.Second))
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"m", "only1"}) {
 		t.Fatalf("nodes: %v", got)
 	}
@@ -118,29 +118,33 @@ func TestDirectoryMultiHomedAndExpiry(t *testing.T) {
 }
 
 func TestDirectoryBounds(t *testing.T) {
-	d := testDir(t, func(c *Config) { c.MaxRelays = 2; c.MaxNodesPerRelay = 3; c.MaxDirectoryEntries = 4 })
+	d := testDir(t, func(c *Config) {
+		c.Presence.MaxRelays = 2
+		c.Presence.MaxNodesPerRelay = 3
+		c.Presence.MaxDirectoryEntries = 4
+	})
 	r1, r2, r3 := randPeer(t), randPeer(t), randPeer(t)
 	now := time.Now()
-	d.apply(r1, pm(PresenceJoin, 1, 1, "a", "b", "c", "d", "e"), nil, now)
+	d.apply(r1, pm(presenceJoin, 1, 1, "a", "b", "c", "d", "e"), nil, now)
 	if n := len(d.remoteNodes()); n != 3 {
 		t.Fatalf("per-relay bound: %d nodes", n)
 	}
-	d.apply(r2, pm(PresenceJoin, 1, 1, "f", "g"), nil, now)
+	d.apply(r2, pm(presenceJoin, 1, 1, "f", "g"), nil, now)
 	if n := len(d.remoteNodes()); n != 4 {
 		t.Fatalf("total bound: %d nodes", n)
 	}
-	d.apply(r3, pm(PresenceJoin, 1, 1, "h"), nil, now)
+	d.apply(r3, pm(presenceJoin, 1, 1, "h"), nil, now)
 	if hasNode(d, "h") || len(d.snapshot()) != 2 {
 		t.Fatal("relay bound not enforced")
 	}
 }
 
 func TestParsePresence(t *testing.T) {
-	n := &Node{cfg: DefaultConfig().withDefaults()}
-	many := `"n"` + strings.Repeat(`,"n"`, MaxPresenceNodes)
+	maxSize := DefaultConfig().MaxMessageSize
+	many := `"n"` + strings.Repeat(`,"n"`, maxPresenceNodes)
 	relay := randPeer(t).String()
 	ok := `{"type":"snapshot","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":2000,"addrs":["/ip4/1.2.3.4/tcp/4001"],"nodes":["a"]}`
-	if _, _, _, reason := n.parsePresence([]byte(ok)); reason != "" {
+	if _, _, _, reason := parsePresence([]byte(ok), maxSize); reason != "" {
 		t.Fatalf("valid message refused: %s", reason)
 	}
 	for name, tc := range map[string]struct{ data, reason string }{
@@ -156,29 +160,28 @@ func TestParsePresence(t *testing.T) {
 		"parts":      {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"parts":2,"nodes":[]}`, "bad_parts"},
 		"part":       {`{"type":"snapshot","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"part":2,"parts":2,"nodes":[]}`, "bad_parts"},
 	} {
-		if _, _, _, reason := n.parsePresence([]byte(tc.data)); reason != tc.reason {
+		if _, _, _, reason := parsePresence([]byte(tc.data), maxSize); reason != tc.reason {
 			t.Errorf("%s: reason %q, want %q", name, reason, tc.reason)
 		}
 	}
 }
 
 func TestChunkNodes(t *testing.T) {
-	n := &Node{cfg: DefaultConfig().withDefaults()}
-	n.cfg.MaxMessageSize = 16 << 10
+	const maxSize = 16 << 10
 	var ids []string
 	for i := range 2000 {
 		ids = append(ids, strings.Repeat("n", 40)+string(rune('a'+i%26))+strings.Repeat("z", i%7))
 	}
-	chunks := n.chunkNodes(ids)
+	chunks := chunkNodes(ids, maxSize)
 	if len(chunks) < 2 {
 		t.Fatalf("%d chunks", len(chunks))
 	}
 	total := 0
 	for _, c := range chunks {
 		total += len(c)
-		p := PresenceMessage{Type: PresenceSnapshot, Relay: randPeer(t).String(), Epoch: 1, Seq: 1, IntervalMS: 1, Nodes: c}
-		if b := mustJSON(t, p); len(b) > n.cfg.MaxMessageSize {
-			t.Fatalf("chunk of %d bytes over %d", len(b), n.cfg.MaxMessageSize)
+		p := presenceMessage{Type: presenceSnapshot, Relay: randPeer(t).String(), Epoch: 1, Seq: 1, IntervalMS: 1, Nodes: c}
+		if b := mustJSON(t, p); len(b) > maxSize {
+			t.Fatalf("chunk of %d bytes over %d", len(b), maxSize)
 		}
 	}
 	if total != len(ids) {

@@ -14,19 +14,35 @@ import (
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 )
 
-// Discovery beyond the bootstrap list, both off unless configured: mDNS
-// on the local network, and a rendezvous on a Kademlia DHT. Both hand the
-// relays they find to discovered; the discovery workers connect to them.
+// discovery is how the relay finds and keeps its federation: the
+// bootstrap peers (bootstrap.go), and, both off unless configured, mDNS on
+// the local network and a rendezvous on a Kademlia DHT, which hand the
+// relays they find to discoveredPeer; the discovery workers connect to
+// them.
 //
-// Goroutines (Node.wg, ended by Node.ctx): discoveryWorker (a few, they
-// dial), rendezvousLoop (with the DHT). go-libp2p's mDNS service and the
-// DHT run their own, stopped by Close (mdns before our goroutines, the DHT
-// after them).
+// Goroutines: bootstrapLoop (one per bootstrap peer), discoveryWorker (a
+// few, with mDNS or the DHT; they dial), rendezvousLoop (with the DHT).
+// go-libp2p's mDNS service and the DHT run their own, stopped by close
+// (mDNS before ours, the DHT after them).
+type discovery struct {
+	core
+	routines
+	boot  []peer.AddrInfo           // without this relay; static
+	kicks map[peer.ID]chan struct{} // per bootstrap peer: it disconnected; static
+	allow *allowList                // nil: anyone
+	found chan discovered           // to the workers
+	dht   *dht.IpfsDHT              // with Discovery.EnableDHT; static after New
+	mdns  mdns.Service              // with Discovery.EnableMDNS: set by Start, closed by close
+
+	mu      sync.Mutex
+	dialed  map[peer.ID]time.Time // last dial of a discovered peer
+	sources map[peer.ID]string    // how a peer was last found (at most maxSources)
+}
 
 const (
-	// DHTProtocol is the Kademlia protocol of the federation's DHT: a DHT
+	// dhtProtocol is the Kademlia protocol of the federation's DHT: a DHT
 	// of its own, not the IPFS one.
-	DHTProtocol = dhtPrefix + "/kad/1.0.0"
+	dhtProtocol = dhtPrefix + "/kad/1.0.0"
 	dhtPrefix   = "/gsio"
 	// discoveryWorkers dial discovered relays concurrently.
 	discoveryWorkers = 4
@@ -37,13 +53,13 @@ const (
 	rendezvousTimeout = 30 * time.Second
 )
 
-// RendezvousKey is the DHT rendezvous key under which the relays of a
+// rendezvousKey is the DHT rendezvous key under which the relays of a
 // network advertise themselves (a provider record for the CID of its
 // SHA-256).
-func RendezvousKey(network string) string { return "gsio/" + network + "/relays" }
+func rendezvousKey(network string) string { return "gsio/" + network + "/relays" }
 
-// MDNSService is the DNS-SD service name of a network's relays.
-func MDNSService(network string) string {
+// mdnsService is the DNS-SD service name of a network's relays.
+func mdnsService(network string) string {
 	name := strings.Map(func(r rune) rune {
 		if r == '.' || r == '_' {
 			return '-'
@@ -56,17 +72,6 @@ func MDNSService(network string) string {
 	return "_gsio-" + name + "._udp"
 }
 
-// discovery is the state shared by the discovery goroutines.
-type discovery struct {
-	found chan discovered
-	mdns  mdns.Service
-	dht   *dht.IpfsDHT
-
-	mu      sync.Mutex
-	dialed  map[peer.ID]time.Time // last dial of a discovered peer
-	sources map[peer.ID]string    // how a peer was last found (at most maxSources)
-}
-
 // maxSources bounds discovery.sources.
 const maxSources = 1024
 
@@ -75,27 +80,44 @@ type discovered struct {
 	source string // "mdns", "dht"
 }
 
-// newDHT creates the DHT (it serves requests from now on); the
-// rendezvous starts with Start.
-func (n *Node) newDHT() (*dht.IpfsDHT, error) {
+func newDiscovery(parent context.Context, c core, boot []peer.AddrInfo, allow *allowList) (*discovery, error) {
+	d := &discovery{
+		core:     c,
+		routines: newRoutines(parent),
+		boot:     boot,
+		kicks:    map[peer.ID]chan struct{}{},
+		allow:    allow,
+		found:    make(chan discovered, 256),
+		dialed:   map[peer.ID]time.Time{},
+		sources:  map[peer.ID]string{},
+	}
+	for _, b := range boot {
+		d.kicks[b.ID] = make(chan struct{}, 1)
+	}
+	onLastDisconnect(c.host, d.disconnected)
+	if !c.cfg.Discovery.EnableDHT {
+		return d, nil
+	}
+	// The DHT serves requests from now on; the rendezvous starts with
+	// Start.
 	mode := dht.ModeServer
-	if n.cfg.Reachability == ReachabilityAuto {
+	if c.cfg.NAT.Reachability == reachabilityAuto {
 		mode = dht.ModeAuto
 	}
 	opts := []dht.Option{
 		dht.Mode(mode),
-		dht.ProtocolPrefix(dhtPrefix), // DHTProtocol
-		dht.BootstrapPeers(n.boot...),
+		dht.ProtocolPrefix(dhtPrefix), // dhtProtocol
+		dht.BootstrapPeers(boot...),
 		dht.DisableValues(),
 	}
-	if n.allow != nil {
-		allow := n.allow
+	if allow != nil {
 		opts = append(opts,
 			dht.RoutingTableFilter(func(_ any, p peer.ID) bool { return allow.allowed(p) }),
 			dht.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return allow.allowed(ai.ID) }))
 	}
-	d, err := dht.New(n.host, opts...)
-	if err != nil {
+	var err error
+	if d.dht, err = dht.New(c.host, opts...); err != nil {
+		d.cancel()
 		return nil, fmt.Errorf("dht: %w", err)
 	}
 	return d, nil
@@ -103,175 +125,181 @@ func (n *Node) newDHT() (*dht.IpfsDHT, error) {
 
 // startMDNS starts the mDNS service if configured (from Start, first:
 // it is the part of discovery that can fail).
-func (n *Node) startMDNS() error {
-	if !n.cfg.MDNS {
+func (d *discovery) startMDNS() error {
+	if !d.cfg.Discovery.EnableMDNS {
 		return nil
 	}
-	s := mdns.NewMdnsService(n.host, MDNSService(n.cfg.Network), mdnsNotifee{n})
+	s := mdns.NewMdnsService(d.host, mdnsService(d.cfg.Network), mdnsNotifee{d})
 	if err := s.Start(); err != nil {
 		_ = s.Close()
 		return fmt.Errorf("mdns: %w", err)
 	}
-	n.disc.mdns = s
+	d.mdns = s
 	return nil
 }
 
-// startDiscovery starts the discovery goroutines (from Start).
-func (n *Node) startDiscovery() {
-	if !n.cfg.MDNS && n.disc.dht == nil {
+// start starts the bootstrap loops and, with mDNS or the DHT, the
+// discovery workers and the rendezvous.
+func (d *discovery) start() {
+	for _, b := range d.boot {
+		d.spawn(func() { d.bootstrapLoop(b) })
+	}
+	if !d.cfg.Discovery.EnableMDNS && d.dht == nil {
 		return
 	}
 	for range discoveryWorkers {
-		n.goroutine(n.discoveryWorker)
+		d.spawn(d.discoveryWorker)
 	}
-	if n.disc.dht != nil {
-		n.goroutine(n.rendezvousLoop)
+	if d.dht != nil {
+		d.spawn(d.rendezvousLoop)
 	}
 }
 
-type mdnsNotifee struct{ n *Node }
+// close stops mDNS, then the goroutines, then the DHT.
+func (d *discovery) close() error {
+	d.closeMDNS()
+	d.stop()
+	if d.dht == nil {
+		return nil
+	}
+	if err := d.dht.Close(); err != nil {
+		return fmt.Errorf("close dht: %w", err)
+	}
+	return nil
+}
 
-func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) { m.n.discoveredPeer(ai, "mdns") }
+type mdnsNotifee struct{ d *discovery }
+
+func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) { m.d.discoveredPeer(ai, "mdns") }
 
 // discoveredPeer queues a peer for the discovery workers; it never
 // blocks (a full queue drops the peer: it is found again).
-func (n *Node) discoveredPeer(ai peer.AddrInfo, source string) {
-	if ai.ID == n.self || ai.ID == "" || len(ai.Addrs) == 0 || !n.allow.allowed(ai.ID) {
+func (d *discovery) discoveredPeer(ai peer.AddrInfo, source string) {
+	if ai.ID == d.self || ai.ID == "" || len(ai.Addrs) == 0 || !d.allow.allowed(ai.ID) {
 		return
 	}
-	n.disc.mu.Lock()
-	if _, ok := n.disc.sources[ai.ID]; ok || len(n.disc.sources) < maxSources {
-		n.disc.sources[ai.ID] = source
+	d.mu.Lock()
+	if _, ok := d.sources[ai.ID]; ok || len(d.sources) < maxSources {
+		d.sources[ai.ID] = source
 	}
-	n.disc.mu.Unlock()
+	d.mu.Unlock()
 	select {
-	case n.disc.found <- discovered{ai, source}:
+	case d.found <- discovered{ai, source}:
 	default:
-		n.m.discovered.WithLabelValues(source, "skipped").Inc()
+		d.m.discovered.WithLabelValues(source, "skipped").Inc()
 	}
 }
 
-// DiscoveredBy tells how p was last found: "mdns", "dht", or "" if
+// discoveredBy tells how p was last found: "mdns", "dht", or "" if
 // discovery never found it.
-func (n *Node) DiscoveredBy(p peer.ID) string {
-	n.disc.mu.Lock()
-	defer n.disc.mu.Unlock()
-	return n.disc.sources[p]
+func (d *discovery) discoveredBy(p peer.ID) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sources[p]
 }
 
 // discoveryWorker dials discovered peers that are not connected (without
 // a relayed connection counting as connected), at most once per
-// discoveryRedial each, while the host has fewer than ConnLow peers.
-func (n *Node) discoveryWorker() {
+// discoveryRedial each, while the host has fewer than Host.ConnLow peers.
+func (d *discovery) discoveryWorker() {
 	for {
-		var d discovered
+		var f discovered
 		select {
-		case <-n.ctx.Done():
+		case <-d.ctx.Done():
 			return
-		case d = <-n.disc.found:
+		case f = <-d.found:
 		}
-		p := d.ai.ID
-		if n.host.Network().Connectedness(p) == network.Connected {
-			n.m.discovered.WithLabelValues(d.source, "known").Inc()
+		p := f.ai.ID
+		if d.host.Network().Connectedness(p) == network.Connected {
+			d.m.discovered.WithLabelValues(f.source, "known").Inc()
 			continue
 		}
-		if len(n.host.Network().Peers()) >= n.cfg.ConnLow {
-			n.m.discovered.WithLabelValues(d.source, "skipped").Inc()
+		if len(d.host.Network().Peers()) >= d.cfg.Host.ConnLow {
+			d.m.discovered.WithLabelValues(f.source, "skipped").Inc()
 			continue
 		}
 		now := time.Now()
-		n.disc.mu.Lock()
-		last, seen := n.disc.dialed[p]
+		d.mu.Lock()
+		last, seen := d.dialed[p]
 		if seen && now.Sub(last) < discoveryRedial {
-			n.disc.mu.Unlock()
-			n.m.discovered.WithLabelValues(d.source, "known").Inc()
+			d.mu.Unlock()
+			d.m.discovered.WithLabelValues(f.source, "known").Inc()
 			continue
 		}
-		n.disc.dialed[p] = now
-		for q, t := range n.disc.dialed { // keep the table small
+		d.dialed[p] = now
+		for q, t := range d.dialed { // keep the table small
 			if now.Sub(t) >= discoveryRedial {
-				delete(n.disc.dialed, q)
+				delete(d.dialed, q)
 			}
 		}
-		n.disc.mu.Unlock()
+		d.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(network.WithForceDirectDial(n.ctx, "discovery"), n.cfg.DirectDialTimeout)
-		err := n.host.Connect(ctx, d.ai)
+		ctx, cancel := context.WithTimeout(network.WithForceDirectDial(d.ctx, "discovery"), d.cfg.Direct.DialTimeout)
+		err := d.host.Connect(ctx, f.ai)
 		cancel()
-		if n.ctx.Err() != nil {
+		if d.ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			n.m.discovered.WithLabelValues(d.source, "failed").Inc()
-			n.log.Debug("discovered relay: dial failed", "remote", p.String(), "source", d.source, "err", err)
+			d.m.discovered.WithLabelValues(f.source, "failed").Inc()
+			d.log.Debug("discovered relay: dial failed", "remote", p.String(), "source", f.source, "err", err)
 			continue
 		}
-		n.m.discovered.WithLabelValues(d.source, "connected").Inc()
-		n.log.Info("discovered relay connected", "remote", p.String(), "source", d.source)
+		d.m.discovered.WithLabelValues(f.source, "connected").Inc()
+		d.log.Info("discovered relay connected", "remote", p.String(), "source", f.source)
 	}
 }
 
-// rendezvousLoop advertises the relay under RendezvousKey and looks the
+// rendezvousLoop advertises the relay under rendezvousKey and looks the
 // key up: 1 s after the DHT routing table has a peer, then at doubling
 // intervals up to DHTFindInterval; the advertisement is renewed every
 // DHTAdvertiseInterval (retried at the lookup pace while it fails).
-func (n *Node) rendezvousLoop() {
-	rd := drouting.NewRoutingDiscovery(n.disc.dht)
-	key := RendezvousKey(n.cfg.Network)
+func (d *discovery) rendezvousLoop() {
+	rd := drouting.NewRoutingDiscovery(d.dht)
+	key := rendezvousKey(d.cfg.Network)
 	wait := time.Second
 	var nextAdvertise time.Time
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-d.ctx.Done():
 			return
 		case <-t.C:
 		}
-		if n.disc.dht.RoutingTable().Size() == 0 {
+		if d.dht.RoutingTable().Size() == 0 {
 			t.Reset(time.Second)
 			continue
 		}
 		if now := time.Now(); !now.Before(nextAdvertise) {
-			ctx, cancel := context.WithTimeout(n.ctx, rendezvousTimeout)
+			ctx, cancel := context.WithTimeout(d.ctx, rendezvousTimeout)
 			_, err := rd.Advertise(ctx, key)
 			cancel()
 			if err != nil {
-				if n.ctx.Err() != nil {
+				if d.ctx.Err() != nil {
 					return
 				}
-				n.log.Debug("dht advertise failed", "err", err)
+				d.log.Debug("dht advertise failed", "err", err)
 			} else {
-				nextAdvertise = now.Add(n.cfg.DHTAdvertiseInterval)
+				nextAdvertise = now.Add(d.cfg.Discovery.DHTAdvertiseInterval)
 			}
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, rendezvousTimeout)
+		ctx, cancel := context.WithTimeout(d.ctx, rendezvousTimeout)
 		if ch, err := rd.FindPeers(ctx, key); err == nil {
 			for ai := range ch {
-				n.discoveredPeer(ai, "dht")
+				d.discoveredPeer(ai, "dht")
 			}
 		}
 		cancel()
-		wait = min(2*wait, n.cfg.DHTFindInterval)
+		wait = min(2*wait, d.cfg.Discovery.DHTFindInterval)
 		t.Reset(wait)
 	}
 }
 
-// closeMDNS stops mDNS (in Close, before our goroutines are waited for).
-func (n *Node) closeMDNS() {
-	if n.disc.mdns != nil {
-		_ = n.disc.mdns.Close()
-		n.disc.mdns = nil
+// closeMDNS stops mDNS (close, or a failed Start).
+func (d *discovery) closeMDNS() {
+	if d.mdns != nil {
+		_ = d.mdns.Close()
+		d.mdns = nil
 	}
-}
-
-// closeDHT stops the DHT, after the rendezvous loop has ended.
-func (n *Node) closeDHT() error {
-	if n.disc.dht == nil {
-		return nil
-	}
-	if err := n.disc.dht.Close(); err != nil {
-		return fmt.Errorf("close dht: %w", err)
-	}
-	return nil
 }

@@ -2,59 +2,75 @@
 // identity, the libp2p host (TCP, QUIC, WebSocket; Noise, TLS; yamux;
 // resource and connection managers; identify, ping), GossipSub on the two
 // federation topics, the presence directory (which relay holds which
-// node), direct routing over /gsio/direct/1.0.0, and bootstrap redialling;
-// NAT traversal (circuit relay v2 service, AutoNAT, hole punching:
-// natrelay.go), discovery (mDNS, DHT rendezvous: discovery.go), private
-// federations (swarm key, allow-list: private.go) and Probe (probe.go).
-// The wire formats are specified in docs/PROTOCOL.md.
+// node), direct routing over /gsio/direct/1.0.0, discovery (bootstrap
+// redialling, mDNS, DHT rendezvous), NAT traversal (circuit relay v2
+// service, AutoNAT, hole punching), private federations (swarm key,
+// allow-list) and Probe. The wire formats are specified in
+// docs/PROTOCOL.md.
 //
 // A Node implements relay.Mesh (Broadcast, Direct, NodeJoined, NodeLeft,
 // RemoteNodes) without importing relay, and calls the router back through
 // Receiver (relay.Inbound). Data path: relay inbound routing -> Broadcast
-// -> publishLoop -> gossip -> remote validateBroadcast -> subLoop ->
-// Receiver.Deliver; Direct -> senderLoop -> stream -> remote handleDirect
-// -> Receiver.Deliver (or a NACK -> undeliverableLoop ->
-// Receiver.Undeliverable).
+// -> publisher.publishLoop -> gossip -> remote publisher.validate ->
+// remote subscription reader -> Receiver.Deliver; Direct -> senderLoop ->
+// stream -> remote handleStream -> Receiver.Deliver (or a NACK ->
+// undeliverableLoop -> Receiver.Undeliverable).
 //
-// Goroutines (all tracked by Node.wg, all ended by Node.ctx):
-//   - subLoop, one per topic: reads the subscription, hands messages on;
-//   - publishLoop: the only publisher of broadcasts (Broadcast never blocks);
-//   - presenceLoop: join/leave deltas at once, snapshots every interval;
-//   - presenceEvents: kicks a snapshot when a peer joins the presence topic;
-//   - sweepLoop: expires directory entries, logs aggregated drops;
-//   - undeliverableLoop: the only caller of Receiver.Undeliverable;
-//   - bootstrapLoop, one per bootstrap peer: keeps it connected;
-//   - senderLoop, one per destination relay of direct traffic, started on
-//     demand, ended after DirectIdleTimeout;
-//   - discoveryWorker (4, with mDNS or the DHT): dial discovered relays;
-//   - rendezvousLoop (with the DHT): advertise and look up the rendezvous.
+// Node composes components, each in files named for its role, each
+// owning its state, its goroutines (a context that is a child of the
+// node's, and a WaitGroup every one of them goes through) and its close:
 //
-// go-libp2p runs the relay service, AutoNAT, hole punching and mDNS as
-// part of the host (mDNS is closed first in Close); the DHT runs its own
-// goroutines from New and is closed after ours have ended.
+//   - gossip (gossip.go, subwatch.go, tracer.go, msgid.go): pubsub, our
+//     two topics, peer scores. Goroutines: subscriptionWatch,
+//     reportDrops. Pubsub runs its own, stopped by close.
+//   - presence (presence.go, directory.go): local nodes, the presence
+//     topic, the directory. Goroutines: the presence subscription reader
+//     (readSub -> apply), presenceLoop, presenceEvents, sweepLoop.
+//   - publisher (publisher.go, speakfor.go): the broadcast topic both
+//     ways. Goroutines: the broadcast subscription reader (readSub ->
+//     deliver), publishLoop, broadcastEvents. Pubsub runs its validator
+//     (validate, asynchronous: speakFor may hold a message);
+//     presence.validate runs inline.
+//   - direct (direct.go, framing.go): direct streams and NACKs.
+//     Goroutines: senderLoop, one per destination relay, started on
+//     demand, ended after Direct.IdleTimeout; undeliverableLoop, the only
+//     caller of Receiver.Undeliverable. libp2p runs handleStream for
+//     inbound streams; those are tracked by direct.inWG.
+//   - discovery (discovery.go, bootstrap.go): Goroutines: bootstrapLoop,
+//     one per bootstrap peer; discoveryWorker (4, with mDNS or the DHT);
+//     rendezvousLoop (with the DHT). mDNS and the DHT run their own.
+//   - the relay service, AutoNAT and hole punching (natrelay.go, host.go)
+//     are go-libp2p's, run by the host; natrelay.go mirrors the
+//     reservations. private.go and host.go build the host; none of them
+//     runs a goroutine of ours.
+//   - inspector (inspect.go): read-only views for the admin API,
+//     embedded in Node; no goroutine, no state of its own.
 //
-// libp2p runs handleDirect for inbound streams; those are tracked by
-// Node.inWG. Pubsub runs our validators (validateBroadcast asynchronously,
-// it may wait for presence; validatePresence inline).
+// Start joins the topics, then starts direct, publisher, presence, gossip
+// and discovery. Close cancels the node's context (every component's
+// goroutines stop at once), then closes them in reverse: discovery (mDNS,
+// its goroutines, then the DHT), direct (senders' streams reset, its
+// goroutines, then the inbound streams reset and their handlers waited
+// for), publisher, presence, gossip (its goroutines, then pubsub, then the
+// subscriptions and topics: pubsub is stopped first on purpose, a graceful
+// unsubscribe would make the neighbours refuse this peer id in their
+// meshes for a minute after a quick restart), and last the host.
 //
-// Close cancels Node.ctx, waits for the goroutines above, cancels pubsub,
-// then the subscriptions and topics (handles only: pubsub is stopped
-// first on purpose, a graceful unsubscribe would make the neighbours
-// refuse this peer id in their meshes for a minute after a quick restart),
-// closes the host, resets the remaining inbound direct streams and waits
-// for their handlers.
-//
-// Locks (one per table, never two held at once, except sendersMu ->
-// sender.mu in Close and directory-internal locking):
-//   - startMu: started/closed, the Receiver, topics and subscriptions;
-//   - localMu: the local node set and pending presence deltas;
+// Locks, one per table; none is held while another is taken, except
+// direct.sendersMu -> sender.mu (close resets the senders' streams):
+//   - Node.mu: started and closed; serializes Start and Close, which
+//     alone write gossip's topic handles;
+//   - presence.mu: the local node set and pending presence deltas;
 //   - directory.mu: the presence directory;
-//   - sendersMu: the per-peer senders map; sender.mu: a sender's stream;
-//   - inMu: inbound direct streams;
-//   - pendingMu: messages held by the speak-for wait, per origin;
-//   - scoresMu: the last sampled peer scores;
-//   - tracer.mu: drop counts and mesh membership;
-//   - timeCache.mu: direct-message dedup and the sent log;
+//   - speakFor.mu: messages held by the speak-for wait, per origin;
+//   - publisher.peersMu: the peers subscribed to the broadcast topic;
+//   - direct.sendersMu: the per-relay senders; sender.mu: a sender's
+//     stream;
+//   - direct.inMu: inbound direct streams;
+//   - the ttlset.Set locks of direct.seen and direct.sent (dedup of
+//     delivered direct messages; the sent log a NACK must match);
+//   - gossip.scoresMu: the last sampled peer scores;
+//   - tracer.mu: drop counts, mesh membership, pubsub's outbound streams;
 //   - reservations.mu: the mirror of the relay service's reservations
 //     (taken inside go-libp2p's relay lock, via the connection manager);
 //   - discovery.mu: discovered peers' last dial and source;

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
-	"time"
 )
 
 // Frames on /gsio/direct/1.0.0 (docs/PROTOCOL.md "Direct streams"):
@@ -69,75 +67,4 @@ func readFrame(r *bufio.Reader, max int) (byte, []byte, error) {
 		buf = bb.Bytes()
 	}
 	return buf[0], buf[1:], nil
-}
-
-// timeCache is a bounded set of keys remembered for a TTL (direct-message
-// dedup, the log of sent direct messages that a NACK must match). It has
-// its own mutex; evicting the oldest when full.
-type timeCache struct {
-	ttl time.Duration
-	max int
-
-	mu    sync.Mutex
-	m     map[string]time.Time
-	order []tcEntry // insertion order; order[head:] is live
-	head  int
-}
-
-type tcEntry struct {
-	key string
-	t   time.Time
-}
-
-func newTimeCache(ttl time.Duration, max int) *timeCache {
-	return &timeCache{ttl: ttl, max: max, m: map[string]time.Time{}}
-}
-
-// add records key; it reports false when the key was already there (and
-// not expired).
-func (c *timeCache) add(key string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t, ok := c.m[key]; ok && now.Sub(t) <= c.ttl {
-		return false
-	}
-	c.evictLocked(now)
-	c.m[key] = now
-	c.order = append(c.order, tcEntry{key, now})
-	return true
-}
-
-// has reports whether key is there (and not expired).
-func (c *timeCache) has(key string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t, ok := c.m[key]
-	return ok && now.Sub(t) <= c.ttl
-}
-
-// remove forgets key.
-func (c *timeCache) remove(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, key)
-}
-
-func (c *timeCache) evictLocked(now time.Time) {
-	for c.head < len(c.order) {
-		e := c.order[c.head]
-		t, ok := c.m[e.key]
-		current := ok && t.Equal(e.t) // else a stale duplicate of a re-added key
-		if current && now.Sub(t) <= c.ttl && len(c.m) < c.max {
-			break
-		}
-		if current {
-			delete(c.m, e.key)
-		}
-		c.order[c.head] = tcEntry{}
-		c.head++
-	}
-	if c.head > 1024 && c.head > len(c.order)/2 {
-		c.order = append([]tcEntry(nil), c.order[c.head:]...)
-		c.head = 0
-	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"testing"
-	"time"
 )
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -70,33 +69,4 @@ func FuzzReadFrame(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestTimeCache(t *testing.T) {
-	c := newTimeCache(time.Second, 3)
-	now := time.Now()
-	if !c.add("a", now) || c.add("a", now) {
-		t.Fatal("add/dup")
-	}
-	c.add("b", now)
-	c.add("c", now)
-	c.add("d", now) // evicts a (size bound)
-	if c.has("a", now) || !c.has("d", now) {
-		t.Fatal("size bound")
-	}
-	if c.has("b", now.Add(2*time.Second)) {
-		t.Fatal("ttl")
-	}
-	c.remove("c")
-	if !c.add("c", now.Add(time.Millisecond)) {
-		t.Fatal("re-add after remove")
-	}
-	// Many expired entries are evicted and the order slice compacts.
-	c2 := newTimeCache(time.Millisecond, 1<<20)
-	for i := range 5000 {
-		c2.add(string(rune(i)), now.Add(time.Duration(i)*time.Second))
-	}
-	if len(c2.m) > 2 || len(c2.order)-c2.head > 2 {
-		t.Fatalf("not evicted: %d entries, %d in order", len(c2.m), len(c2.order)-c2.head)
-	}
 }

@@ -3,17 +3,16 @@ package node
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/gsio-net/gsio-relay/message"
 )
 
@@ -31,34 +30,16 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// testLogger discards everything unless GSIO_TEST_LOG is set.
-func testLogger() *slog.Logger {
-	if os.Getenv("GSIO_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// fastGossip are GossipSub parameters for tests: a 100 ms heartbeat so
-// that meshes form in a few hundred ms.
-func fastGossip() pubsub.GossipSubParams {
-	p := pubsub.DefaultGossipSubParams()
-	p.HeartbeatInterval = 100 * time.Millisecond
-	p.HeartbeatInitialDelay = 20 * time.Millisecond
-	p.IWantFollowupTime = time.Second
-	return p
-}
-
 // testConfig is a loopback TCP config with a short presence interval.
 func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.PresenceInterval = 200 * time.Millisecond
-	cfg.SpeakForWait = time.Second
-	cfg.BootstrapBackoffMin = 100 * time.Millisecond
-	cfg.BootstrapBackoffMax = time.Second
-	cfg.ScoreInspectInterval = 100 * time.Millisecond
+	cfg.Host.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Presence.Interval = 200 * time.Millisecond
+	cfg.Presence.SpeakForWait = time.Second
+	cfg.Discovery.BootstrapBackoffMin = 100 * time.Millisecond
+	cfg.Discovery.BootstrapBackoffMax = time.Second
+	cfg.Gossip.ScoreInspectInterval = 100 * time.Millisecond
 	return cfg
 }
 
@@ -126,7 +107,7 @@ func newNode(t testing.TB, name string, mod func(*Config)) *tnode {
 
 func startNode(t testing.TB, name string, cfg Config) *tnode {
 	t.Helper()
-	n, err := New(context.Background(), cfg, WithLogger(testLogger().With("name", name)), WithGossipSubParams(fastGossip()))
+	n, err := New(context.Background(), cfg, WithLogger(testutil.Logger().With("name", name)), WithGossipSubParams(testutil.FastGossip()))
 	if err != nil {
 		t.Fatalf("New %s: %v", name, err)
 	}
@@ -137,6 +118,9 @@ func startNode(t testing.TB, name string, cfg Config) *tnode {
 	}
 	return &tnode{Node: n, rec: rec, name: name}
 }
+
+// Host is the node's libp2p host.
+func (n *tnode) Host() host.Host { return n.host }
 
 // addrInfo is how another host dials n.
 func (n *tnode) addrInfo() peer.AddrInfo {
@@ -185,7 +169,7 @@ func waitMesh(t testing.TB, ns ...*tnode) {
 	for _, n := range ns {
 		ids[n.ID()] = true
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		for _, n := range ns {
 			bt, pt := n.Topics()
 			linked := 0
@@ -208,35 +192,6 @@ func waitMesh(t testing.TB, ns ...*tnode) {
 	})
 }
 
-// checkFor calls f until it returns nil or timeout passes, then fails the
-// test with f's last error.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// stays calls f for d and fails as soon as it returns an error.
-func stays(t testing.TB, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := f(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // envelope builds a GSIO message.
 func envelope(t testing.TB, typ, id, sender, recipient, payload string) *message.Envelope {
 	t.Helper()
@@ -250,7 +205,7 @@ func envelope(t testing.TB, typ, id, sender, recipient, payload string) *message
 // waitDelivered waits until r has exactly want deliveries of (sender, id).
 func waitDelivered(t testing.TB, n *tnode, sender, id string, want int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if got := n.rec.count(sender, id); got != want {
 			return fmt.Errorf("%s: %d deliveries of (%s, %s), want %d", n.name, got, sender, id, want)
 		}
@@ -266,7 +221,7 @@ func hasRemote(n *tnode, node string) bool {
 func waitRemote(t testing.TB, n *tnode, node string, present bool, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	checkFor(t, timeout, func() error {
+	testutil.CheckFor(t, timeout, func() error {
 		if hasRemote(n, node) != present {
 			return fmt.Errorf("%s: remote node %q present=%v, want %v", n.name, node, !present, present)
 		}

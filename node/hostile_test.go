@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -28,7 +29,7 @@ func newBareHost(t *testing.T, opts ...pubsub.Option) *bareHost {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	opts = append([]pubsub.Option{pubsub.WithGossipSubParams(fastGossip())}, opts...)
+	opts = append([]pubsub.Option{pubsub.WithGossipSubParams(testutil.FastGossip())}, opts...)
 	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func TestHostilePeer(t *testing.T) {
 	waitRemote(t, b, "alice", true, 5*time.Second)
 
 	bt, pt := a.Topics()
-	evil := newBareHost(t, pubsub.WithMessageIdFn(PubSubMsgID))
+	evil := newBareHost(t, pubsub.WithMessageIdFn(pubsubMsgID))
 	// Subscribed, so that it is grafted into the honest meshes.
 	evilB := evil.join(t, bt)
 	evilP := evil.join(t, pt)
@@ -86,7 +87,7 @@ func TestHostilePeer(t *testing.T) {
 	t.Cleanup(subP.Cancel)
 	evil.connect(t, a)
 	evil.connect(t, b)
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		for _, n := range []*tnode{a, b} {
 			if !slices.Contains(n.MeshPeers(bt), evil.ID()) {
 				return fmt.Errorf("%s: evil not yet in the broadcast mesh", n.name)
@@ -96,8 +97,8 @@ func TestHostilePeer(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	forged, _ := json.Marshal(PresenceMessage{
-		Type: PresenceSnapshot, Relay: b.ID().String(), Epoch: time.Now().UnixMilli() + 1000, Seq: 1,
+	forged, _ := json.Marshal(presenceMessage{
+		Type: presenceSnapshot, Relay: b.ID().String(), Epoch: time.Now().UnixMilli() + 1000, Seq: 1,
 		IntervalMS: 200, Nodes: []string{"victim"},
 	})
 	bad := [][]byte{
@@ -124,9 +125,9 @@ func TestHostilePeer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		for _, n := range []*tnode{a, b} {
-			s, ok := n.PeerScores()[evil.ID()]
+			s, ok := n.gossip.peerScores()[evil.ID()]
 			if !ok || s >= 0 {
 				return fmt.Errorf("%s: evil's score %v (known %v), want < 0", n.name, s, ok)
 			}
@@ -136,10 +137,10 @@ func TestHostilePeer(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("evil's scores: a %.1f, b %.1f", a.PeerScores()[evil.ID()], b.PeerScores()[evil.ID()])
+	t.Logf("evil's scores: a %.1f, b %.1f", a.gossip.peerScores()[evil.ID()], b.gossip.peerScores()[evil.ID()])
 
 	// The forged "alice" broadcast is held for SpeakForWait, then rejected.
-	stays(t, testConfig(t).SpeakForWait+500*time.Millisecond, func() error {
+	testutil.Stays(t, testConfig(t).Presence.SpeakForWait+500*time.Millisecond, func() error {
 		if a.rec.total() != 0 || b.rec.total() != 0 {
 			return fmt.Errorf("honest relays delivered hostile messages: a %d, b %d", a.rec.total(), b.rec.total())
 		}

@@ -17,9 +17,9 @@ import (
 // IdentityFile is the name of the key file inside the data directory.
 const IdentityFile = "identity.key"
 
-// ErrIdentityExists is returned by GenerateIdentityFile when the file is
+// errIdentityExists is returned by GenerateIdentityFile when the file is
 // already there.
-var ErrIdentityExists = errors.New("identity file already exists")
+var errIdentityExists = errors.New("identity file already exists")
 
 // LoadOrCreateIdentity returns the relay's Ed25519 key from
 // <dataDir>/identity.key, creating the directory (0700) and the key (0600)
@@ -43,7 +43,7 @@ func LoadOrCreateIdentity(dataDir string) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("identity: create data directory: %w", err)
 	}
 	key, _, err = createIdentity(path)
-	if errors.Is(err, ErrIdentityExists) {
+	if errors.Is(err, errIdentityExists) {
 		// Another process created it between our stat and link.
 		return loadIdentity(path)
 	}
@@ -52,10 +52,10 @@ func LoadOrCreateIdentity(dataDir string) (crypto.PrivKey, error) {
 
 // GenerateIdentityFile writes a new Ed25519 key to path (mode 0600; the
 // parent directory is created 0700 if missing) and returns its peer ID. It
-// refuses to overwrite an existing file (ErrIdentityExists).
+// refuses to overwrite an existing file (errIdentityExists).
 func GenerateIdentityFile(path string) (peer.ID, error) {
 	if _, err := os.Lstat(path); err == nil {
-		return "", fmt.Errorf("identity: %s: %w", path, ErrIdentityExists)
+		return "", fmt.Errorf("identity: %s: %w", path, errIdentityExists)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("identity: create directory: %w", err)
@@ -139,7 +139,7 @@ func createIdentity(path string) (crypto.PrivKey, peer.ID, error) {
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return nil, "", fmt.Errorf("identity: %s: %w", path, ErrIdentityExists)
+			return nil, "", fmt.Errorf("identity: %s: %w", path, errIdentityExists)
 		}
 		return nil, "", fmt.Errorf("identity: install %s: %w", path, err)
 	}

@@ -116,8 +116,8 @@ func TestGenerateIdentityFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(path)
-	if _, err := GenerateIdentityFile(path); !errors.Is(err, ErrIdentityExists) {
-		t.Fatalf("second generate: err = %v, want ErrIdentityExists", err)
+	if _, err := GenerateIdentityFile(path); !errors.Is(err, errIdentityExists) {
+		t.Fatalf("second generate: err = %v, want errIdentityExists", err)
 	}
 	after, _ := os.ReadFile(path)
 	if string(before) != string(after) {

@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/gsio-net/gsio-relay/message"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/gsio-net/gsio-relay/internal/testutil"
+	"github.com/gsio-net/gsio-relay/message"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
@@ -46,26 +48,26 @@ func TestMessageIDVectors(t *testing.T) {
 			"09151fbb8191d42c2c7262b2d35bc4a5c1f20017e8927656155fd245be4ed7f2"},
 		{`not json`, "710359a1dadf1e9ea337088e0061e470ca9edafe575f4d597f03752d5b5c2f86"},
 	} {
-		got := MessageID([]byte(tc.data))
+		got := messageID([]byte(tc.data))
 		if got != tc.want {
-			t.Fatalf("MessageID(%s) = %s, want %s", tc.data, got, tc.want)
+			t.Fatalf("messageID(%s) = %s, want %s", tc.data, got, tc.want)
 		}
 		if plain := plainMsgID(&pb.Message{Data: []byte(tc.data)}); got != plain {
 			t.Fatalf("MessageID %s, written from the doc %s", got, plain)
 		}
 	}
 	// Same (sender, id), different bytes: same id. Different sender: not.
-	x := MessageID([]byte(`{"message_type":"A","message_id":"1","sender_id":"s","payload":1}`))
-	y := MessageID([]byte(`{"sender_id":"s","message_id":"1","message_type":"B","payload":2}`))
-	z := MessageID([]byte(`{"message_type":"A","message_id":"1","sender_id":"s2","payload":1}`))
+	x := messageID([]byte(`{"message_type":"A","message_id":"1","sender_id":"s","payload":1}`))
+	y := messageID([]byte(`{"sender_id":"s","message_id":"1","message_type":"B","payload":2}`))
+	z := messageID([]byte(`{"message_type":"A","message_id":"1","sender_id":"s2","payload":1}`))
 	if x != y || x == z {
 		t.Fatalf("ids: %s %s %s", x, y, z)
 	}
 	// Length prefix: ("ab","c") and ("a","bc") differ.
-	if EnvelopeID("ab", "c") == EnvelopeID("a", "bc") {
+	if envelopeID("ab", "c") == envelopeID("a", "bc") {
 		t.Fatal("sender/message_id boundary is ambiguous")
 	}
-	if MessageID([]byte("garbage")) == MessageID([]byte("garbage2")) {
+	if messageID([]byte("garbage")) == messageID([]byte("garbage2")) {
 		t.Fatal("raw ids collide")
 	}
 }
@@ -86,7 +88,7 @@ func TestPlainGossipSubPeer(t *testing.T) {
 	}
 	t.Cleanup(sub.Cancel)
 	plain.connect(t, a)
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if !slices.Contains(a.MeshPeers(bt), plain.ID()) || len(topic.ListPeers()) == 0 {
 			return fmt.Errorf("plain peer not in a's mesh yet")
 		}
@@ -137,7 +139,7 @@ func TestPlainGossipSubPeer(t *testing.T) {
 // before B's join reached C: C holds the message until the join arrives and
 // then delivers it (no rejection).
 func TestSpeakForRace(t *testing.T) {
-	wait := func(c *Config) { c.SpeakForWait = 3 * time.Second }
+	wait := func(c *Config) { c.Presence.SpeakForWait = 3 * time.Second }
 	a, b, c := newNode(t, "a", wait), newNode(t, "b", wait), newNode(t, "c", wait)
 	connectFull(t, a, b, c)
 	a.NodeJoined("mover")
@@ -154,7 +156,7 @@ func TestSpeakForRace(t *testing.T) {
 	waitDelivered(t, c, "mover", "race-1", 1)
 	waitDelivered(t, a, "mover", "race-1", 1)
 	for _, n := range []*tnode{a, c} {
-		if r := counterValue(n.m.validation.WithLabelValues("broadcast", "reject", "speak_for")); r != 0 {
+		if r := counterValue(n.gossip.m.validation.WithLabelValues("broadcast", "reject", "speak_for")); r != 0 {
 			t.Fatalf("%s rejected %v honest messages", n.name, r)
 		}
 	}
@@ -173,16 +175,16 @@ func TestSpeakForForgery(t *testing.T) {
 	if err := b.Broadcast(envelope(t, "EntryAnnounce", "forged-1", "alice", "", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		for _, n := range []*tnode{a, c} {
-			if r := counterValue(n.m.validation.WithLabelValues("broadcast", "reject", "speak_for")); r != 1 {
+			if r := counterValue(n.gossip.m.validation.WithLabelValues("broadcast", "reject", "speak_for")); r != 1 {
 				return fmt.Errorf("%s: %v speak_for rejections, want 1", n.name, r)
 			}
 		}
 		return nil
 	})
-	checkFor(t, 5*time.Second, func() error {
-		if s := c.PeerScores()[b.ID()]; s >= 0 {
+	testutil.CheckFor(t, 5*time.Second, func() error {
+		if s := c.gossip.peerScores()[b.ID()]; s >= 0 {
 			return fmt.Errorf("c scores b %v, want < 0", s)
 		}
 		return nil

@@ -7,16 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestLifecycle(t *testing.T) {
 	cfg := testConfig(t)
-	n, err := New(context.Background(), cfg, WithLogger(testLogger()))
+	n, err := New(context.Background(), cfg, WithLogger(testutil.Logger()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Broadcast(envelope(t, "X", "1", "s", "", `{}`)); !errors.Is(err, ErrNotStarted) {
+	if err := n.Broadcast(envelope(t, "X", "1", "s", "", `{}`)); !errors.Is(err, errNotStarted) {
 		t.Fatalf("Broadcast before Start: %v", err)
 	}
 	if len(n.Addrs()) == 0 || !strings.Contains(n.Addrs()[0].String(), "/p2p/"+n.ID().String()) {
@@ -28,7 +29,7 @@ func TestLifecycle(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := n.Start(&recorder{}); !errors.Is(err, ErrClosed) {
+	if err := n.Start(&recorder{}); !errors.Is(err, errClosed) {
 		t.Fatalf("Start after Close: %v", err)
 	}
 	if n.Direct(envelope(t, "X", "1", "s", "r", `{}`)) {
@@ -40,10 +41,10 @@ func TestLifecycle(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for name, mod := range map[string]func(*Config){
-		"listen":    func(c *Config) { c.ListenAddrs = []string{"tcp/4001"} },
-		"bootstrap": func(c *Config) { c.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001"} }, // no /p2p
+		"listen":    func(c *Config) { c.Host.ListenAddrs = []string{"tcp/4001"} },
+		"bootstrap": func(c *Config) { c.Discovery.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001"} }, // no /p2p
 		"network":   func(c *Config) { c.Network = "a/b" },
-		"interval":  func(c *Config) { c.PresenceInterval = time.Minute },
+		"interval":  func(c *Config) { c.Presence.Interval = time.Minute },
 	} {
 		cfg := testConfig(t)
 		mod(&cfg)
@@ -56,7 +57,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestMetricsRegistered(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	n, err := New(context.Background(), testConfig(t), WithLogger(testLogger()), WithRegisterer(reg))
+	n, err := New(context.Background(), testConfig(t), WithLogger(testutil.Logger()), WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +76,34 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Fatal("gsio_node_directory_nodes not registered")
 	}
 	// A second node on the same registry: a clear error, nothing leaked.
-	if n2, err := New(context.Background(), testConfig(t), WithLogger(testLogger()), WithRegisterer(reg)); err == nil {
+	if n2, err := New(context.Background(), testConfig(t), WithLogger(testutil.Logger()), WithRegisterer(reg)); err == nil {
 		n2.Close()
 		t.Fatal("duplicate registration accepted")
+	}
+}
+
+// TestConfigErrorsNameFlags: validation and parse errors name the
+// operator's flag, not the Go field.
+func TestConfigErrorsNameFlags(t *testing.T) {
+	for want, mod := range map[string]func(*Config){
+		"--presence-interval":      func(c *Config) { c.Presence.Interval = time.Minute },
+		"--p2p-listen":             func(c *Config) { c.Host.ListenAddrs = []string{"tcp/4001"} },
+		"--bootstrap":              func(c *Config) { c.Discovery.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001"} },
+		"--relay-circuit-data":     func(c *Config) { c.RelayService.Limit.Data = 0 },
+		"--relay-circuit-duration": func(c *Config) { c.RelayService.Limit = nil },
+		"--publish-queue":          func(c *Config) { c.Publish.QueueSize = 0 },
+		"--allow-relay-clients":    func(c *Config) { c.Private.AllowRelayClients = true },
+		"--network":                func(c *Config) { c.Network = "" },
+	} {
+		cfg := DefaultConfig()
+		mod(&cfg)
+		_, err := cfg.parse()
+		err = errors.Join(cfg.validate(), err)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one naming %s", want, err, want)
+		}
+	}
+	if _, err := DefaultConfig().parse(); err != nil || DefaultConfig().validate() != nil {
+		t.Fatalf("DefaultConfig: %v, %v", err, DefaultConfig().validate())
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -25,6 +26,18 @@ type metrics struct {
 	discovered     *prometheus.CounterVec   // source, result
 	peerScore      *prometheus.HistogramVec // sampled gossip scores
 	subLag         prometheus.Histogram     // validation -> subscription reader
+}
+
+// validated counts one validation result of a gossip or direct message.
+func (m *metrics) validated(topic string, r pubsub.ValidationResult, reason string) {
+	result := "accept"
+	switch r {
+	case pubsub.ValidationReject:
+		result = "reject"
+	case pubsub.ValidationIgnore:
+		result = "ignore"
+	}
+	m.validation.WithLabelValues(topic, result, reason).Inc()
 }
 
 // newMetrics creates the collectors (unregistered: see register).

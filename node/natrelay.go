@@ -1,13 +1,11 @@
 package node
 
 import (
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
@@ -17,7 +15,7 @@ import (
 // NAT traversal: the circuit relay v2 service (hop), AutoNAT v1 and v2
 // services, hole punching (DCUtR), and the reachability the host
 // declares. All of it is go-libp2p's; this file chooses the options and
-// keeps a mirror of the relay's reservations for Reservations.
+// keeps a mirror of the relay's reservations for Reservations (inspect.go).
 //
 // The federation never runs over a limited (relayed) connection: GossipSub,
 // direct streams and the DHT open streams without
@@ -30,31 +28,32 @@ import (
 // go-libp2p; TestRelayCircuit fails if it changes.
 const relayReservationTag = "relay-reservation"
 
-// natOptions are the libp2p options of Config's relay service, AutoNAT,
-// hole punching and reachability.
-func (n *Node) natOptions(o options) []libp2p.Option {
+// natOptions are the libp2p options of the relay service, AutoNAT, hole
+// punching and reachability. reserve is the relay ACL (none: anyone may
+// reserve); announce the announced addresses.
+func natOptions(cfg Config, reserve []peer.ID, announce []ma.Multiaddr) []libp2p.Option {
 	var opts []libp2p.Option
-	if n.cfg.Reachability == ReachabilityPublic {
+	if cfg.NAT.Reachability == reachabilityPublic {
 		// A relay is deployed to be reachable: go-libp2p starts the relay
 		// service only once the host is believed public.
 		opts = append(opts, libp2p.ForceReachabilityPublic())
 	}
-	if !n.cfg.NoAutoNATService {
+	if cfg.NAT.EnableAutoNATService {
 		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
 	}
-	if !n.cfg.NoHolePunching {
+	if cfg.NAT.EnableHolePunching {
 		opts = append(opts, libp2p.EnableHolePunching())
 	}
-	if !n.cfg.NoRelayService {
-		ropts := []relayv2.Option{relayv2.WithResources(n.cfg.relayResources())}
-		acl := o.relayACL
-		if acl == nil && len(n.cfg.RelayAllowReserve) > 0 {
-			acl = newReserveACL(n.cfg.RelayAllowReserve)
-		}
-		if acl != nil {
+	if cfg.RelayService.Enable {
+		ropts := []relayv2.Option{relayv2.WithResources(cfg.RelayService.Resources)}
+		if len(reserve) > 0 {
+			acl := reserveACL{}
+			for _, p := range reserve {
+				acl[p] = true
+			}
 			ropts = append(ropts, relayv2.WithACL(acl))
 		}
-		if len(n.announce) > 0 {
+		if len(announce) > 0 {
 			// The reservation tells the client the relay's addresses to
 			// build its circuit addresses from. By default go-libp2p gives
 			// only public ones; announced addresses are the operator's
@@ -66,31 +65,9 @@ func (n *Node) natOptions(o options) []libp2p.Option {
 	return opts
 }
 
-// relayResources are the relay service limits of c.
-func (c Config) relayResources() relayv2.Resources {
-	r := relayv2.DefaultResources()
-	r.Limit = &relayv2.RelayLimit{Duration: c.RelayCircuitDuration, Data: c.RelayCircuitData}
-	r.ReservationTTL = c.RelayReservationTTL
-	r.MaxReservations = c.RelayMaxReservations
-	r.MaxReservationsPerIP = c.RelayMaxReservationsPerIP
-	r.MaxReservationsPerASN = c.RelayMaxReservationsPerASN
-	r.MaxCircuits = c.RelayMaxCircuits
-	return r
-}
-
 // reserveACL lets only listed peers reserve; circuits to a peer holding a
 // reservation are open to any source.
 type reserveACL map[peer.ID]bool
-
-func newReserveACL(ids []string) reserveACL {
-	acl := reserveACL{}
-	for _, s := range ids {
-		if p, err := peer.Decode(s); err == nil { // validated by Config.validate
-			acl[p] = true
-		}
-	}
-	return acl
-}
 
 func (a reserveACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool { return a[p] }
 
@@ -102,7 +79,7 @@ var _ relayv2.ACLFilter = reserveACL(nil)
 // go-libp2p does not expose: the relay tags a peer relayReservationTag in
 // the connection manager when it grants or refreshes a reservation (expiry
 // = now + TTL, computed a moment before), untags it when the reservation
-// expires, and forgets it when the peer disconnects (onDisconnected).
+// expires, and forgets it when the peer disconnects (onLastDisconnect).
 type reservations struct {
 	ttl time.Duration
 	mu  sync.Mutex
@@ -162,39 +139,4 @@ func (w *watchedConnMgr) UntagPeer(p peer.ID, tag string) {
 	if tag == relayReservationTag {
 		w.rs.ended(p)
 	}
-}
-
-// relayReservations lists the reservations held by connected peers,
-// sorted by peer ID, with the circuit addresses through which each peer
-// is reachable via this relay.
-func (n *Node) relayReservations() []Reservation {
-	if n.cfg.NoRelayService {
-		return nil
-	}
-	live := n.rsvps.live(time.Now())
-	if len(live) == 0 {
-		return nil
-	}
-	var own []ma.Multiaddr
-	for _, a := range n.host.Addrs() {
-		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-			continue
-		}
-		own = append(own, a)
-	}
-	out := make([]Reservation, 0, len(live))
-	for p, exp := range live {
-		if n.host.Network().Connectedness(p) != network.Connected {
-			continue
-		}
-		r := Reservation{Peer: p, Expires: exp}
-		for _, a := range own {
-			if c, err := ma.NewMultiaddr(a.String() + "/p2p/" + n.self.String() + "/p2p-circuit/p2p/" + p.String()); err == nil {
-				r.Addrs = append(r.Addrs, c)
-			}
-		}
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
-	return out
 }

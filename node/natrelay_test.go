@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -96,7 +97,7 @@ func TestRelayCircuit(t *testing.T) {
 	if rsvp.LimitData != 8<<20 || rsvp.LimitDuration != 10*time.Minute {
 		t.Errorf("reservation limits %d bytes, %v; want the defaults 8 MiB, 10m", rsvp.LimitData, rsvp.LimitDuration)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		rs := r.Reservations()
 		if len(rs) != 1 || rs[0].Peer != b.ID() {
 			return fmt.Errorf("relay lists reservations %v, want B %s", rs, b.ID())
@@ -138,7 +139,7 @@ func TestRelayCircuit(t *testing.T) {
 
 	// B leaves: its reservation goes with it.
 	_ = b.Close()
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if rs := r.Reservations(); len(rs) != 0 {
 			return fmt.Errorf("relay still lists %v after B left", rs)
 		}
@@ -151,7 +152,7 @@ func TestRelayCircuit(t *testing.T) {
 // the ACL refuses a peer not listed.
 func TestRelayReservationLimits(t *testing.T) {
 	t.Run("total", func(t *testing.T) {
-		r := newNode(t, "relay", func(c *Config) { c.RelayMaxReservations = 2 })
+		r := newNode(t, "relay", func(c *Config) { c.RelayService.MaxReservations = 2 })
 		b1, b2, b3 := newClient(t), newClient(t), newClient(t)
 		for i, b := range []host.Host{b1, b2, b1} { // b1 twice: a refresh
 			if _, err := reserve(t, b, r.addrInfo()); err != nil {
@@ -163,14 +164,14 @@ func TestRelayReservationLimits(t *testing.T) {
 			t.Fatalf("third peer over a limit of 2: %v", err)
 		}
 		_ = b2.Close()
-		checkFor(t, 5*time.Second, func() error {
+		testutil.CheckFor(t, 5*time.Second, func() error {
 			_, err := reserve(t, b3, r.addrInfo())
 			return err
 		})
 	})
 	t.Run("acl", func(t *testing.T) {
 		b1, b2 := newClient(t), newClient(t)
-		r := newNode(t, "relay", func(c *Config) { c.RelayAllowReserve = []string{b1.ID().String()} })
+		r := newNode(t, "relay", func(c *Config) { c.RelayService.AllowReserve = []string{b1.ID().String()} })
 		if _, err := reserve(t, b1, r.addrInfo()); err != nil {
 			t.Fatalf("listed peer: %v", err)
 		}
@@ -180,7 +181,7 @@ func TestRelayReservationLimits(t *testing.T) {
 		}
 	})
 	t.Run("service off", func(t *testing.T) {
-		r := newNode(t, "relay", func(c *Config) { c.NoRelayService = true })
+		r := newNode(t, "relay", func(c *Config) { c.RelayService.Enable = false })
 		if _, err := reserve(t, newClient(t), r.addrInfo()); err == nil {
 			t.Fatal("reservation accepted with the relay service off")
 		}
@@ -194,7 +195,7 @@ func TestRelayReservationLimits(t *testing.T) {
 // data limit in one direction.
 func TestRelayCircuitDataLimit(t *testing.T) {
 	const limit = 64 << 10
-	r := newNode(t, "relay", func(c *Config) { c.RelayCircuitData = limit })
+	r := newNode(t, "relay", func(c *Config) { c.RelayService.Limit.Data = limit })
 	a, b := newClient(t), newClient(t)
 	if _, err := reserve(t, b, r.addrInfo()); err != nil {
 		t.Fatal(err)
@@ -260,7 +261,7 @@ func TestRelayCircuitDataLimit(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("B's stream did not end after the data limit")
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if c := a.Network().ConnsToPeer(b.ID()); len(c) != 0 {
 			return fmt.Errorf("A still has %d connections to B after the cut", len(c))
 		}
@@ -287,8 +288,8 @@ func TestFederationNotOverLimitedConn(t *testing.T) {
 		t.Fatal("n1 has a direct connection to n2")
 	}
 	bt, _ := n1.Topics()
-	stays(t, time.Second, func() error {
-		if slices.Contains(n1.MeshPeers(bt), n2.ID()) || slices.Contains(n1.PubSub().ListPeers(bt), n2.ID()) {
+	testutil.Stays(t, time.Second, func() error {
+		if slices.Contains(n1.MeshPeers(bt), n2.ID()) || slices.Contains(n1.gossip.ps.ListPeers(bt), n2.ID()) {
 			return errors.New("n1 gossips with n2 over the circuit")
 		}
 		if !limitedOnly(n1.Host(), n2.ID()) {

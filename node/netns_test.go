@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -228,8 +229,8 @@ func TestRelayReservationPerIP(t *testing.T) {
 // peer ID, serves until stdin closes, then checks what it saw.
 func perIPRelay(t *testing.T) {
 	r := newNode(t, "relay", func(c *Config) {
-		c.ListenAddrs = []string{"/ip4/10.77.0.1/tcp/4001", "/ip4/10.78.0.1/tcp/4001"}
-		c.RelayMaxReservationsPerIP = 2
+		c.Host.ListenAddrs = []string{"/ip4/10.77.0.1/tcp/4001", "/ip4/10.78.0.1/tcp/4001"}
+		c.RelayService.MaxReservationsPerIP = 2
 	})
 	fmt.Printf("RELAY %s\n", r.ID())
 	_, _ = io.Copy(io.Discard, os.Stdin)
@@ -286,27 +287,27 @@ func TestMDNS(t *testing.T) {
 	}
 	on := func(ip, network string) func(*Config) {
 		return func(c *Config) {
-			c.ListenAddrs = []string{"/ip4/" + ip + "/tcp/0"}
-			c.MDNS = true
+			c.Host.ListenAddrs = []string{"/ip4/" + ip + "/tcp/0"}
+			c.Discovery.EnableMDNS = true
 			c.Network = network
 		}
 	}
 	start := time.Now()
 	a, b := newNode(t, "a", on("10.77.0.1", "lan")), newNode(t, "b", on("10.77.0.2", "lan"))
 	other := newNode(t, "other", on("10.77.0.3", "elsewhere"))
-	checkFor(t, 15*time.Second, func() error {
+	testutil.CheckFor(t, 15*time.Second, func() error {
 		if !connectedDirect(a, b) {
 			return fmt.Errorf("a and b not connected")
 		}
-		if a.DiscoveredBy(b.ID()) != "mdns" && b.DiscoveredBy(a.ID()) != "mdns" {
+		if a.disc.discoveredBy(b.ID()) != "mdns" && b.disc.discoveredBy(a.ID()) != "mdns" {
 			return fmt.Errorf("a and b connected, but not by mDNS")
 		}
 		return nil
 	})
 	t.Logf("a and b found each other by mDNS and connected in %v", time.Since(start).Round(time.Millisecond))
 	waitMesh(t, a, b)
-	stays(t, time.Second, func() error {
-		if len(other.Host().Network().Peers()) != 0 || other.DiscoveredBy(a.ID()) != "" {
+	testutil.Stays(t, time.Second, func() error {
+		if len(other.Host().Network().Peers()) != 0 || other.disc.discoveredBy(a.ID()) != "" {
 			return fmt.Errorf("the relay of another network found %v", other.Host().Network().Peers())
 		}
 		return nil
@@ -327,15 +328,15 @@ func TestHolePunching(t *testing.T) {
 		t.Run(fmt.Sprintf("hole punching %v", on), func(t *testing.T) {
 			at := func(ip string) func(*Config) {
 				return func(c *Config) {
-					c.ListenAddrs = []string{"/ip4/" + ip + "/tcp/0"}
-					c.NoHolePunching = !on
+					c.Host.ListenAddrs = []string{"/ip4/" + ip + "/tcp/0"}
+					c.NAT.EnableHolePunching = on
 				}
 			}
 			r, n1, n2 := newNode(t, "r", at("11.77.0.1")), newNode(t, "n1", at("11.77.0.2")), newNode(t, "n2", at("11.77.0.3"))
 			if on {
 				// go-libp2p serves DCUtR once it sees a public address of
 				// its own (it looks at 250 ms, then at doubling intervals).
-				checkFor(t, 5*time.Second, func() error {
+				testutil.CheckFor(t, 5*time.Second, func() error {
 					for _, n := range []*tnode{n1, n2} {
 						if !slices.Contains(n.Host().Mux().Protocols(), holepunch.Protocol) {
 							return fmt.Errorf("%s does not serve %s yet", n.name, holepunch.Protocol)
@@ -360,11 +361,11 @@ func TestHolePunching(t *testing.T) {
 				return nil
 			}
 			if on {
-				checkFor(t, 10*time.Second, direct)
+				testutil.CheckFor(t, 10*time.Second, direct)
 				t.Logf("n1 -> n2 upgraded from the circuit to a direct connection in %v", time.Since(start).Round(time.Millisecond))
 				return
 			}
-			stays(t, 2*time.Second, func() error {
+			testutil.Stays(t, 2*time.Second, func() error {
 				if direct() == nil {
 					return errors.New("direct connection without hole punching")
 				}

@@ -5,28 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
-	"time"
 
-	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/pnet"
-	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
-	goyamux "github.com/libp2p/go-yamux/v5"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gsio-net/gsio-relay/message"
 )
@@ -42,109 +28,107 @@ type Receiver interface {
 	Undeliverable(sender, messageID, recipient string)
 }
 
-// ErrClosed is returned by calls on a closed Node.
-var ErrClosed = errors.New("node closed")
+var (
+	errClosed       = errors.New("node closed")
+	errNotStarted   = errors.New("node not started")
+	errBackpressure = errors.New("broadcast queue full")
+)
 
-// ErrBackpressure is returned by Broadcast when the publish queue is full.
-var ErrBackpressure = errors.New("broadcast queue full")
-
-// ErrNotStarted is returned by Broadcast before Start.
-var ErrNotStarted = errors.New("node not started")
-
-// Node is one relay's libp2p side: host, GossipSub, presence directory and
-// direct streams. It implements relay.Mesh.
+// Node is one relay's libp2p side. It composes the components of doc.go,
+// each owning its goroutines, state and close, and keeps their order:
+// Start starts them, Close stops them in reverse. It implements
+// relay.Mesh; the read-only views for the admin API come from inspector.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	m        *metrics
-	host     host.Host
-	self     peer.ID
-	key      crypto.PrivKey
-	boot     []peer.AddrInfo
-	announce []ma.Multiaddr
-	psk      pnet.PSK
-	allow    *allowList    // nil: anyone; static after New
-	rsvps    *reservations // relay service reservations (natrelay.go)
-	disc     discovery     // mDNS and DHT (discovery.go)
+	*inspector
 
-	ps       *pubsub.PubSub
-	psCancel context.CancelFunc
-	tracer   *tracer
+	host   host.Host
+	cancel context.CancelFunc // of the node's context, every component's parent: Close's first step
 
-	// ctx is cancelled by Close; every goroutine in wg watches it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	gossip   *gossip
+	presence *presence
+	pub      *publisher
+	direct   *direct
+	disc     *discovery
 
-	startMu    sync.Mutex // guards started/closed transitions and the fields below
-	started    bool
-	closed     bool
-	recv       Receiver
-	bcastTopic *pubsub.Topic
-	presTopic  *pubsub.Topic
-	bcastSub   *pubsub.Subscription
-	presSub    *pubsub.Subscription
-
-	dir *directory
-
-	// local nodes (localMu): see presence.go.
-	localMu      sync.Mutex
-	local        map[string]struct{}
-	localPending map[string]bool
-	presenceKick chan struct{}
-	snapshotKick chan struct{}
-	presEvents   *pubsub.TopicEventHandler
-	bcastEvents  *pubsub.TopicEventHandler
-	// bcastPeers are the peers pubsub knows subscribed to the broadcast
-	// topic; bcastJoined is kicked when one joins (see awaitTopicPeers).
-	bcastMu     sync.Mutex
-	bcastPeers  map[peer.ID]struct{}
-	bcastJoined chan struct{}
-	epoch       int64
-
-	pubQ chan []byte
-
-	// direct routing: see direct.go.
-	sendersMu     sync.Mutex
-	senders       map[peer.ID]*sender
-	sendersClosed bool
-	undeliv       chan undeliverable
-	inMu          sync.Mutex
-	inClosed      bool
-	inStreams     map[network.Stream]struct{}
-	inWG          sync.WaitGroup
-	seenDirect    *timeCache
-	sentLog       *timeCache
-
-	pendingMu sync.Mutex
-	pending   map[peer.ID]int // messages held by the speak-for wait, per origin
-
-	scoresMu sync.Mutex
-	scores   map[peer.ID]float64
-
-	bootKick map[peer.ID]chan struct{} // static after New
-
+	mu        sync.Mutex // guards started and closed; serializes Start and Close
+	started   bool
+	closed    bool
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// New creates the libp2p host (listening) and GossipSub. ctx bounds only
-// the construction; the node lives until Close. Call Start to join the
-// federation.
+// Option configures what a programmer injects into a Node.
+type Option func(*options)
+
+type options struct {
+	logger       *slog.Logger
+	registerer   prometheus.Registerer
+	gossipParams *pubsub.GossipSubParams
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRegisterer registers the node's metrics (gsio_node_*) and
+// go-libp2p's with r. Without it the node's metrics are kept unregistered
+// and libp2p metrics are off.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(o *options) { o.registerer = r }
+}
+
+// WithGossipSubParams replaces the GossipSub router parameters (tests use
+// a short heartbeat). Default pubsub.DefaultGossipSubParams().
+func WithGossipSubParams(p pubsub.GossipSubParams) Option {
+	return func(o *options) { o.gossipParams = &p }
+}
+
+// core is what every component is built with.
+type core struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	host   host.Host
+	self   peer.ID
+	tracer *tracer
+}
+
+// routines are a component's goroutines: its context (a child of the
+// node's), the WaitGroup every one of them goes through, and stop.
+type routines struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newRoutines(parent context.Context) routines {
+	ctx, cancel := context.WithCancel(parent)
+	return routines{ctx: ctx, cancel: cancel}
+}
+
+// spawn runs f in a goroutine tracked by the WaitGroup.
+func (r *routines) spawn(f func()) { r.wg.Go(f) }
+
+// stop cancels the context and waits for the goroutines.
+func (r *routines) stop() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// New creates the libp2p host (listening), GossipSub and the DHT when
+// configured. ctx bounds only the construction; the node lives until
+// Close. Call Start to join the federation.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	listen, announce, boot, err := cfg.validate()
-	if err != nil {
+	a, perr := cfg.parse()
+	if err := errors.Join(cfg.validate(), perr); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
 	o := options{logger: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	m := newMetrics()
 	key, err := LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -153,233 +137,124 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node identity: %w", err)
 	}
-	n := &Node{
-		cfg:          cfg,
-		log:          o.logger.With("peer", self.String()),
-		m:            m,
-		self:         self,
-		key:          key,
-		announce:     announce,
-		local:        map[string]struct{}{},
-		localPending: map[string]bool{},
-		presenceKick: make(chan struct{}, 1),
-		snapshotKick: make(chan struct{}, 1),
-		bcastJoined:  make(chan struct{}, 1),
-		bcastPeers:   map[peer.ID]struct{}{},
-		epoch:        time.Now().UnixMilli(),
-		pubQ:         make(chan []byte, cfg.PublishQueueSize),
-		senders:      map[peer.ID]*sender{},
-		undeliv:      make(chan undeliverable, 4096),
-		inStreams:    map[network.Stream]struct{}{},
-		seenDirect:   newTimeCache(cfg.SeenMessagesTTL, 1<<16),
-		sentLog:      newTimeCache(cfg.SeenMessagesTTL, 1<<16),
-		pending:      map[peer.ID]int{},
-		scores:       map[peer.ID]float64{},
-		bootKick:     map[peer.ID]chan struct{}{},
-	}
-	for _, b := range boot {
+	c := core{cfg: cfg, log: o.logger.With("peer", self.String()), m: newMetrics(), self: self}
+	c.tracer = newTracer(c.m, cfg.Network)
+	var boot []peer.AddrInfo
+	for _, b := range a.boot {
 		if b.ID != self {
-			n.boot = append(n.boot, b)
-			n.bootKick[b.ID] = make(chan struct{}, 1)
+			boot = append(boot, b)
 		}
 	}
-	n.allow = newAllowList(self, cfg.AllowPeers, n.boot)
-	n.rsvps = newReservations(cfg.RelayReservationTTL)
-	n.disc = discovery{found: make(chan discovered, 256), dialed: map[peer.ID]time.Time{}, sources: map[peer.ID]string{}}
-	if cfg.SwarmKey != "" {
-		if n.psk, err = LoadSwarmKey(cfg.SwarmKey); err != nil {
-			return nil, err
-		}
-		if fi, err := os.Stat(cfg.SwarmKey); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			n.log.Warn("swarm key file is readable by group or others: chmod 600 it", "file", cfg.SwarmKey)
-		}
-		var dropped []ma.Multiaddr
-		listen, dropped = dropQUIC(listen)
-		n.announce, _ = dropQUIC(n.announce)
-		if len(dropped) > 0 {
-			n.log.Warn("swarm key set: QUIC disabled (a pre-shared key works with TCP and WebSocket only)", "dropped", fmt.Sprint(dropped))
-		}
-		if len(listen) == 0 {
-			return nil, errors.New("node config: a swarm key does not work with QUIC and no other listen address is left: add a TCP listen address")
-		}
-	}
-	n.dir = newDirectory(cfg, m)
-	n.ctx, n.cancel = context.WithCancel(context.Background())
-
-	h, err := n.newHost(listen, o)
-	if err != nil {
-		n.cancel()
+	allow := newAllowList(self, a.allow, boot)
+	rsvps := newReservations(cfg.RelayService.ReservationTTL)
+	if c.host, err = newHost(c, a, key, allow, rsvps, o); err != nil {
 		return nil, err
 	}
-	n.host = h
-	if cfg.DHT {
-		if n.disc.dht, err = n.newDHT(); err != nil {
-			n.cancel()
-			_ = h.Close()
-			return nil, err
-		}
-	}
-	h.SetStreamHandler(DirectProtocol, n.handleDirect)
-	h.Network().Notify(&network.NotifyBundle{DisconnectedF: n.onDisconnected})
-
-	// Not a child of n.ctx: Close cancels n.ctx first and waits for our
-	// goroutines while pubsub still runs.
-	psCtx, psCancel := context.WithCancel(context.Background())
-	n.psCancel = psCancel
-	n.tracer = newTracer(n)
-	ps, err := pubsub.NewGossipSub(psCtx, h, n.pubsubOptions(o)...)
-	if err != nil {
-		psCancel()
+	n := &Node{host: c.host}
+	// life is the node's context, every component's parent.
+	life, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	dir := newDirectory(cfg.Presence, c.m)
+	if n.disc, err = newDiscovery(life, c, boot, allow); err != nil {
 		n.cancel()
-		_ = n.closeDHT()
-		_ = h.Close()
-		return nil, fmt.Errorf("gossipsub: %w", err)
+		_ = c.host.Close()
+		return nil, err
 	}
-	n.ps = ps
+	isRelay := func(p peer.ID) bool { return !dir.lastSeen(p).IsZero() }
+	if n.gossip, err = newGossip(life, c, allow, isRelay, o.gossipParams); err != nil {
+		n.cancel()
+		_ = n.disc.close()
+		_ = c.host.Close()
+		return nil, err
+	}
+	n.presence = newPresence(life, c, dir, n.gossip)
+	speak := newSpeakFor(life.Done(), dir, n.presence.isLocal, c.tracer)
+	federated := func() bool { return len(boot) > 0 || dir.relayCount() > 0 }
+	n.pub = newPublisher(life, c, n.gossip, speak, federated)
+	n.direct = newDirect(life, c, dir, n.presence.isLocal, speak, allow)
+	n.inspector = &inspector{cfg: cfg, self: self, host: c.host, gossip: n.gossip, dir: dir, disc: n.disc, rsvps: rsvps}
+	onLastDisconnect(c.host, rsvps.ended) // the relay service drops the reservation too
 	if o.registerer != nil {
-		if err := m.register(o.registerer); err != nil {
+		if err := c.m.register(o.registerer); err != nil {
 			_ = n.Close()
 			return nil, fmt.Errorf("node metrics: %w", err)
 		}
 	}
-	n.log.Info("libp2p host up", "addrs", fmt.Sprint(n.Addrs()))
+	c.log.Info("libp2p host up", "addrs", fmt.Sprint(n.Addrs()))
 	return n, nil
 }
 
-// newHost builds the libp2p host: the identity, TCP/QUIC/WebSocket (no
-// QUIC with a swarm key), Noise and TLS, yamux, a resource manager scaled
-// to the machine, the connection manager, identify and ping; the private
-// network key and the allow-list gater; the relay service, AutoNAT and
-// hole punching (natOptions).
-func (n *Node) newHost(listen []ma.Multiaddr, o options) (host.Host, error) {
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
-	if err != nil {
-		return nil, fmt.Errorf("resource manager: %w", err)
-	}
-	cm, err := connmgr.NewConnManager(n.cfg.ConnLow, n.cfg.ConnHigh, connmgr.WithGracePeriod(n.cfg.ConnGrace))
-	if err != nil {
-		rm.Close()
-		return nil, fmt.Errorf("connection manager: %w", err)
-	}
-	lopts := []libp2p.Option{
-		libp2p.Identity(n.key),
-		libp2p.ListenAddrs(listen...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(websocket.New),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Muxer(yamux.ID, muxer()),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(&watchedConnMgr{BasicConnMgr: cm, rs: n.rsvps}),
-		libp2p.Ping(true),
-		libp2p.UserAgent("gsio-relay"),
-	}
-	if n.psk == nil {
-		lopts = append(lopts, libp2p.Transport(quic.NewTransport))
-	} else {
-		lopts = append(lopts, libp2p.PrivateNetwork(n.psk))
-	}
-	if n.allow != nil && !n.cfg.AllowRelayClients {
-		lopts = append(lopts, libp2p.ConnectionGater(allowGater{n.allow}))
-	}
-	lopts = append(lopts, n.natOptions(o)...)
-	if len(n.announce) > 0 {
-		announce := n.announce
-		lopts = append(lopts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
-	}
-	if o.registerer != nil {
-		lopts = append(lopts, libp2p.PrometheusRegisterer(o.registerer))
-	} else {
-		lopts = append(lopts, libp2p.DisableMetrics())
-	}
-	lopts = append(lopts, o.libp2pOpts...)
-	h, err := libp2p.New(lopts...)
-	if err != nil {
-		cm.Close()
-		rm.Close()
-		return nil, fmt.Errorf("libp2p host: %w", err)
-	}
-	return h, nil
+// onLastDisconnect calls f for a peer whose last connection closed.
+func onLastDisconnect(h host.Host, f func(peer.ID)) {
+	h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(net network.Network, c network.Conn) {
+		if p := c.RemotePeer(); net.Connectedness(p) != network.Connected {
+			f(p)
+		}
+	}})
 }
 
-// muxKeepAlive is yamux's keepalive interval. A connection whose peer
-// stopped answering (cut off, not closed) is closed after this plus yamux's
-// 10 s write timeout: 15 s instead of yamux's default 40 s, so that a
-// relay cut off and back on a new address meets live connections only.
-const muxKeepAlive = 5 * time.Second
-
-// muxer is go-libp2p's yamux transport with muxKeepAlive.
-func muxer() *yamux.Transport {
-	cfg := *(*goyamux.Config)(yamux.DefaultTransport)
-	cfg.KeepAliveInterval = muxKeepAlive
-	return (*yamux.Transport)(&cfg)
-}
-
-// Start joins the topics, subscribes, and starts the presence, publish,
-// bootstrap and housekeeping goroutines. r receives remote messages.
+// Start joins the topics and starts the components' goroutines. r
+// receives remote messages.
 func (n *Node) Start(r Receiver) error {
 	if r == nil {
 		return errors.New("node start: nil receiver")
 	}
-	n.startMu.Lock()
-	defer n.startMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.closed {
-		return ErrClosed
+		return errClosed
 	}
 	if n.started {
 		return errors.New("node already started")
 	}
-	if err := n.startMDNS(); err != nil {
+	if err := n.disc.startMDNS(); err != nil {
 		return err
 	}
-	if err := n.joinTopics(); err != nil {
-		n.leaveTopics()
-		n.closeMDNS()
+	if err := n.gossip.join(n.pub.validate, n.presence.validate); err != nil {
+		n.gossip.leave()
+		n.disc.closeMDNS()
 		return err
 	}
-	n.recv = r
 	n.started = true
-
-	n.goroutine(func() { n.subLoop(n.bcastSub, n.onBroadcast) })
-	n.goroutine(func() { n.subLoop(n.presSub, n.onPresence) })
-	n.goroutine(n.publishLoop)
-	n.goroutine(n.presenceLoop)
-	n.goroutine(func() { n.presenceEvents(n.presEvents) })
-	n.goroutine(func() { n.broadcastEvents(n.bcastEvents) })
-	n.goroutine(n.sweepLoop)
-	n.goroutine(n.subscriptionWatch)
-	n.goroutine(n.undeliverableLoop)
-	for _, b := range n.boot {
-		n.goroutine(func() { n.bootstrapLoop(b) })
-	}
-	n.startDiscovery()
+	n.direct.start(r)
+	n.pub.start(r)
+	n.presence.start()
+	n.gossip.start()
+	n.disc.start()
 	return nil
 }
 
-// goroutine starts f tracked by the node's WaitGroup.
-func (n *Node) goroutine(f func()) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
+// Close stops the components in reverse order and closes the host: it
+// cancels every component's context at once, then waits for each one's
+// goroutines and releases what it holds (discovery: mDNS, then the DHT
+// after its goroutines; direct: its streams, inbound included; gossip:
+// pubsub, then subscriptions and topics). It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+
+		n.cancel()
+		dhtErr := n.disc.close()
+		n.direct.close()
+		n.pub.close()
+		n.presence.close()
+		n.mu.Lock()
+		n.gossip.close()
+		n.mu.Unlock()
+		n.closeErr = errors.Join(dhtErr, n.host.Close())
+	})
+	return n.closeErr
 }
 
 // ID is the relay's peer ID.
-func (n *Node) ID() peer.ID { return n.self }
-
-// Host is the libp2p host (for the admin API and probes).
-func (n *Node) Host() host.Host { return n.host }
-
-// PubSub is the GossipSub instance.
-func (n *Node) PubSub() *pubsub.PubSub { return n.ps }
+func (n *Node) ID() peer.ID { return n.host.ID() }
 
 // Addrs are the host's addresses with /p2p/<id>, ready to give to another
 // relay's Bootstrap.
 func (n *Node) Addrs() []ma.Multiaddr {
-	p2p, err := ma.NewComponent("p2p", n.self.String())
+	p2p, err := ma.NewComponent("p2p", n.host.ID().String())
 	if err != nil {
 		return nil
 	}
@@ -390,125 +265,21 @@ func (n *Node) Addrs() []ma.Multiaddr {
 	return out
 }
 
-// PeerScores returns the last sampled GossipSub score of each connected
-// peer (sampled every Config.ScoreInspectInterval).
-func (n *Node) PeerScores() map[peer.ID]float64 {
-	n.scoresMu.Lock()
-	defer n.scoresMu.Unlock()
-	out := make(map[peer.ID]float64, len(n.scores))
-	for p, s := range n.scores {
-		out[p] = s
-	}
-	return out
-}
+// Broadcast queues env.Raw for publication on the broadcast topic. It
+// never blocks: a full queue is an error.
+func (n *Node) Broadcast(env *message.Envelope) error { return n.pub.broadcast(env) }
 
-// MeshPeers lists the peers in our GossipSub mesh for topic (as seen by
-// GRAFT/PRUNE events).
-func (n *Node) MeshPeers(topic string) []peer.ID { return n.tracer.meshPeers(topic) }
+// Direct sends env toward a relay that holds env.Recipient. It reports
+// false when no other relay is known to hold it. It never blocks on the
+// network; a failure later is reported through Receiver.Undeliverable.
+func (n *Node) Direct(env *message.Envelope) bool { return n.direct.send(env) }
 
-// Topics returns the broadcast and presence topic names.
-func (n *Node) Topics() (broadcast, presence string) {
-	return BroadcastTopic(n.cfg.Network), PresenceTopic(n.cfg.Network)
-}
+// NodeJoined records a local node and announces it at once (a join
+// message) and in every snapshot. It never blocks.
+func (n *Node) NodeJoined(nodeID string) { n.presence.joined(nodeID) }
 
-// Close stops the node: our goroutines, then pubsub, subscriptions and
-// topics, and the host, in that order, and waits for every goroutine it
-// started and every stream handler it runs. It is idempotent.
-func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
-		n.startMu.Lock()
-		n.closed = true
-		n.startMu.Unlock()
+// NodeLeft removes a local node and announces the leave at once.
+func (n *Node) NodeLeft(nodeID string) { n.presence.left(nodeID) }
 
-		n.cancel()
-		n.closeMDNS()
-		n.sendersMu.Lock()
-		n.sendersClosed = true // no sender goroutine starts after this
-		for _, s := range n.senders {
-			s.reset() // unblock a write in progress
-		}
-		n.sendersMu.Unlock()
-		n.wg.Wait()
-		dhtErr := n.closeDHT()
-
-		// Pubsub is stopped before the subscriptions are cancelled: a
-		// graceful unsubscribe sends PRUNE with a 10 s backoff, and a
-		// relay restarted within it (same peer id) would be refused by its
-		// neighbours' meshes for a minute. The host closes the connections
-		// right after anyway. Cancelling the subscriptions and closing the
-		// topics then only releases their handles.
-		n.psCancel()
-		n.startMu.Lock()
-		n.leaveTopics()
-		n.startMu.Unlock()
-		err := n.host.Close()
-
-		n.inMu.Lock()
-		n.inClosed = true
-		for s := range n.inStreams {
-			_ = s.Reset()
-		}
-		n.inMu.Unlock()
-		n.inWG.Wait()
-		n.closeErr = errors.Join(dhtErr, err)
-	})
-	return n.closeErr
-}
-
-// leaveTopics cancels subscriptions and closes topics; used by Close and
-// by a failed Start. Callers hold startMu or run after closed is set.
-func (n *Node) leaveTopics() {
-	for _, h := range []*pubsub.TopicEventHandler{n.presEvents, n.bcastEvents} {
-		if h != nil {
-			h.Cancel()
-		}
-	}
-	n.presEvents, n.bcastEvents = nil, nil
-	for _, s := range []*pubsub.Subscription{n.bcastSub, n.presSub} {
-		if s != nil {
-			s.Cancel()
-		}
-	}
-	for _, t := range []*pubsub.Topic{n.bcastTopic, n.presTopic} {
-		if t != nil {
-			if err := t.Close(); err != nil && !errors.Is(err, context.Canceled) {
-				n.log.Debug("close topic", "topic", t.String(), "err", err)
-			}
-		}
-	}
-	if n.ps != nil {
-		b, p := n.Topics()
-		_ = n.ps.UnregisterTopicValidator(b)
-		_ = n.ps.UnregisterTopicValidator(p)
-	}
-	n.bcastSub, n.presSub, n.bcastTopic, n.presTopic = nil, nil, nil, nil
-}
-
-// sweepLoop expires directory entries, samples nothing else, and reports
-// drops in one aggregated log line at most every 10 s.
-func (n *Node) sweepLoop() {
-	sweep := max(n.cfg.PresenceInterval/4, 10*time.Millisecond)
-	t := time.NewTicker(sweep)
-	defer t.Stop()
-	lastReport := time.Now()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case now := <-t.C:
-			for _, r := range n.dir.expire(now) {
-				n.log.Info("relay presence expired", "remote", r.String())
-			}
-			if now.Sub(lastReport) >= 10*time.Second {
-				lastReport = now
-				if d := n.tracer.takeDrops(); len(d) > 0 {
-					parts := make([]string, 0, len(d))
-					for k, v := range d {
-						parts = append(parts, fmt.Sprintf("%s=%d", k, v))
-					}
-					n.log.Warn("federation dropped messages", "drops", strings.Join(parts, " "))
-				}
-			}
-		}
-	}
-}
+// RemoteNodes lists the node ids held by other relays, each once.
+func (n *Node) RemoteNodes() []string { return n.presence.dir.remoteNodes() }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -17,24 +18,26 @@ import (
 
 // Presence message types.
 const (
-	PresenceSnapshot = "snapshot"
-	PresenceJoin     = "join"
-	PresenceLeave    = "leave"
+	presenceSnapshot = "snapshot"
+	presenceJoin     = "join"
+	presenceLeave    = "leave"
 )
 
 // Wire limits of presence messages (the same for every relay, so that no
 // honest relay's message is rejected by another's configuration).
 const (
-	// MaxPresenceNodes bounds the node ids in one presence message.
-	MaxPresenceNodes = 10000
+	// maxPresenceNodes bounds the node ids in one presence message.
+	maxPresenceNodes = 10000
+	// maxAddrsPerRelay bounds the addresses of one presence message.
+	maxAddrsPerRelay = 16
 	// maxSnapshotParts bounds the parts of one snapshot.
 	maxSnapshotParts = 64
 )
 
-// PresenceMessage is the JSON carried on the presence topic
+// presenceMessage is the JSON carried on the presence topic
 // (docs/PROTOCOL.md "Presence"). A relay only speaks about itself: Relay
 // must be the GossipSub author of the message.
-type PresenceMessage struct {
+type presenceMessage struct {
 	Type       string   `json:"type"`            // snapshot, join or leave
 	Relay      string   `json:"relay"`           // the publishing relay's peer id
 	Epoch      int64    `json:"epoch"`           // relay boot time, unix ms; > 0
@@ -46,18 +49,63 @@ type PresenceMessage struct {
 	Parts      int      `json:"parts,omitempty"` // snapshot: number of parts; absent = 1
 }
 
+// presence owns the presence topic and the directory built from it. It
+// announces this relay's local nodes (NodeJoined/NodeLeft) and reads the
+// other relays' presence into the directory. Goroutines: the subscription
+// reader (readSub, handing to apply), presenceLoop (join/leave deltas at once,
+// snapshots every interval), presenceEvents (a snapshot when a peer joins
+// the topic) and sweepLoop (directory expiry).
+type presence struct {
+	core
+	routines
+	g     *gossip
+	dir   *directory
+	epoch int64 // this run's boot time, unix ms
+
+	mu      sync.Mutex
+	local   map[string]struct{}
+	pending map[string]bool // join (true) or leave (false) not yet announced
+
+	kick     chan struct{} // pending changed
+	snapKick chan struct{} // a peer joined the topic
+}
+
+func newPresence(parent context.Context, c core, dir *directory, g *gossip) *presence {
+	return &presence{
+		core:     c,
+		routines: newRoutines(parent),
+		g:        g,
+		dir:      dir,
+		epoch:    time.Now().UnixMilli(),
+		local:    map[string]struct{}{},
+		pending:  map[string]bool{},
+		kick:     make(chan struct{}, 1),
+		snapKick: make(chan struct{}, 1),
+	}
+}
+
+// start starts the goroutines (the topic is joined).
+func (p *presence) start() {
+	p.spawn(func() { readSub(p.ctx, p.self, p.g.pres.sub, p.apply) })
+	p.spawn(p.presenceLoop)
+	p.spawn(p.presenceEvents)
+	p.spawn(p.sweepLoop)
+}
+
+func (p *presence) close() { p.stop() }
+
 // parsePresence decodes and checks a presence message; it returns a reason
 // label for a message to reject.
-func (n *Node) parsePresence(data []byte) (*PresenceMessage, peer.ID, []ma.Multiaddr, string) {
-	if len(data) > n.cfg.MaxMessageSize {
+func parsePresence(data []byte, maxSize int) (*presenceMessage, peer.ID, []ma.Multiaddr, string) {
+	if len(data) > maxSize {
 		return nil, "", nil, "too_large"
 	}
-	var p PresenceMessage
+	var p presenceMessage
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, "", nil, message.CodeInvalidJSON
 	}
 	switch p.Type {
-	case PresenceSnapshot, PresenceJoin, PresenceLeave:
+	case presenceSnapshot, presenceJoin, presenceLeave:
 	default:
 		return nil, "", nil, "bad_type"
 	}
@@ -72,10 +120,10 @@ func (n *Node) parsePresence(data []byte) (*PresenceMessage, peer.ID, []ma.Multi
 		p.Parts = 1
 	}
 	if p.Parts < 0 || p.Parts > maxSnapshotParts || p.Part < 0 || p.Part >= p.Parts ||
-		(p.Type != PresenceSnapshot && p.Parts != 1) {
+		(p.Type != presenceSnapshot && p.Parts != 1) {
 		return nil, "", nil, "bad_parts"
 	}
-	if len(p.Nodes) > MaxPresenceNodes {
+	if len(p.Nodes) > maxPresenceNodes {
 		return nil, "", nil, "too_many_nodes"
 	}
 	for _, id := range p.Nodes {
@@ -83,7 +131,7 @@ func (n *Node) parsePresence(data []byte) (*PresenceMessage, peer.ID, []ma.Multi
 			return nil, "", nil, "bad_node_id"
 		}
 	}
-	if len(p.Addrs) > MaxAddrsPerRelay {
+	if len(p.Addrs) > maxAddrsPerRelay {
 		return nil, "", nil, "too_many_addrs"
 	}
 	addrs := make([]ma.Multiaddr, 0, len(p.Addrs))
@@ -97,41 +145,41 @@ func (n *Node) parsePresence(data []byte) (*PresenceMessage, peer.ID, []ma.Multi
 	return &p, relay, addrs, ""
 }
 
-// presenceData is the validated content handed from the validator to
-// onPresence.
+// presenceData is the validated content handed from validate to apply.
 type presenceData struct {
-	msg   *PresenceMessage
+	msg   *presenceMessage
 	relay peer.ID
 	addrs []ma.Multiaddr
 }
 
-// validatePresence is the presence topic validator: shape, bounds, and the
-// rule that a relay speaks only about itself (relay == author).
-func (n *Node) validatePresence(_ context.Context, src peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	if src == n.self {
+// validate is the presence topic validator: shape, bounds, and the rule
+// that a relay speaks only about itself (relay == author).
+func (p *presence) validate(_ context.Context, src peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	if src == p.self {
 		return pubsub.ValidationAccept
 	}
-	p, relay, addrs, reason := n.parsePresence(m.GetData())
+	msg, relay, addrs, reason := parsePresence(m.GetData(), p.cfg.MaxMessageSize)
 	if reason != "" {
-		n.countValidation("presence", pubsub.ValidationReject, reason)
-		n.log.Debug("presence rejected", "remote", src.String(), "reason", reason)
+		p.m.validated("presence", pubsub.ValidationReject, reason)
+		p.log.Debug("presence rejected", "remote", src.String(), "reason", reason)
 		return pubsub.ValidationReject
 	}
-	if o := n.origin(m); o != "" && o != relay {
-		n.countValidation("presence", pubsub.ValidationReject, "not_origin")
-		n.log.Debug("presence rejected", "remote", src.String(), "reason", "not_origin", "relay", p.Relay)
+	if o := p.g.origin(m); o != "" && o != relay {
+		p.m.validated("presence", pubsub.ValidationReject, "not_origin")
+		p.log.Debug("presence rejected", "remote", src.String(), "reason", "not_origin", "relay", msg.Relay)
 		return pubsub.ValidationReject
 	}
-	if relay == n.self {
-		n.countValidation("presence", pubsub.ValidationIgnore, "own_origin")
+	if relay == p.self {
+		p.m.validated("presence", pubsub.ValidationIgnore, "own_origin")
 		return pubsub.ValidationIgnore
 	}
-	m.ValidatorData = &presenceData{msg: p, relay: relay, addrs: addrs}
-	n.countValidation("presence", pubsub.ValidationAccept, "")
+	m.ValidatorData = &presenceData{msg: msg, relay: relay, addrs: addrs}
+	p.m.validated("presence", pubsub.ValidationAccept, "")
 	return pubsub.ValidationAccept
 }
 
-func (n *Node) onPresence(m *pubsub.Message) {
+// apply records an accepted presence message in the directory.
+func (p *presence) apply(m *pubsub.Message) {
 	d, ok := m.ValidatorData.(*presenceData)
 	if !ok {
 		return
@@ -139,142 +187,129 @@ func (n *Node) onPresence(m *pubsub.Message) {
 	if len(d.addrs) > 0 {
 		// Keep the addresses so that Direct can dial a relay that is not
 		// a neighbour.
-		n.host.Peerstore().AddAddrs(d.relay, d.addrs, 2*n.dir.expiryFor(d.msg.IntervalMS))
+		p.host.Peerstore().AddAddrs(d.relay, d.addrs, 2*p.dir.expiryFor(d.msg.IntervalMS))
 	}
-	n.dir.apply(d.relay, d.msg, d.addrs, time.Now())
+	p.dir.apply(d.relay, d.msg, d.addrs, time.Now())
 }
 
-// NodeJoined records a local node and announces it at once (a join
-// message) and in every snapshot. It never blocks.
-func (n *Node) NodeJoined(nodeID string) {
-	n.localMu.Lock()
-	n.local[nodeID] = struct{}{}
-	n.localPending[nodeID] = true
-	n.localMu.Unlock()
-	n.kickPresence()
+// joined records a local node; presenceLoop announces it.
+func (p *presence) joined(nodeID string) {
+	p.mu.Lock()
+	p.local[nodeID] = struct{}{}
+	p.pending[nodeID] = true
+	p.mu.Unlock()
+	p.kickLoop()
 }
 
-// NodeLeft removes a local node and announces the leave at once.
-func (n *Node) NodeLeft(nodeID string) {
-	n.localMu.Lock()
-	delete(n.local, nodeID)
-	n.localPending[nodeID] = false
-	n.localMu.Unlock()
-	n.kickPresence()
+// left removes a local node; presenceLoop announces it.
+func (p *presence) left(nodeID string) {
+	p.mu.Lock()
+	delete(p.local, nodeID)
+	p.pending[nodeID] = false
+	p.mu.Unlock()
+	p.kickLoop()
 }
 
-func (n *Node) kickPresence() {
+func (p *presence) kickLoop() {
 	select {
-	case n.presenceKick <- struct{}{}:
+	case p.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (n *Node) isLocal(nodeID string) bool {
-	n.localMu.Lock()
-	defer n.localMu.Unlock()
-	_, ok := n.local[nodeID]
+func (p *presence) isLocal(nodeID string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.local[nodeID]
 	return ok
 }
 
-// RemoteNodes lists the node ids held by other relays, each once.
-func (n *Node) RemoteNodes() []string { return n.dir.remoteNodes() }
-
-// RemoteRelays lists the node ids each other relay announces (for the
-// admin API).
-func (n *Node) RemoteRelays() map[peer.ID][]string { return n.dir.snapshot() }
-
 // presenceLoop publishes our presence: a snapshot now and every
-// PresenceInterval, and join/leave deltas as soon as NodeJoined/NodeLeft
-// kick it. seq is owned by this goroutine.
-func (n *Node) presenceLoop() {
+// Presence.Interval, and join/leave deltas as soon as joined/left kick
+// it. seq is owned by this goroutine.
+func (p *presence) presenceLoop() {
 	var seq uint64
-	publish := func(p *PresenceMessage) {
-		seq++
-		p.Relay, p.Epoch, p.Seq = n.self.String(), n.epoch, seq
-		p.IntervalMS = n.cfg.PresenceInterval.Milliseconds()
-		p.Addrs = n.presenceAddrs()
-		data, err := json.Marshal(p)
+	topic := p.g.pres.topic
+	interval := p.cfg.Presence.Interval
+	send := func(msg *presenceMessage) {
+		data, err := json.Marshal(msg)
 		if err != nil {
-			n.log.Error("encode presence", "err", err)
+			p.log.Error("encode presence", "err", err)
 			return
 		}
-		if err := n.presTopic.Publish(n.ctx, data); err != nil && n.ctx.Err() == nil {
-			n.log.Warn("publish presence", "topic", n.presTopic.String(), "err", err)
+		if err := topic.Publish(p.ctx, data); err != nil && p.ctx.Err() == nil {
+			p.log.Warn("publish presence", "topic", p.g.pres.name, "err", err)
 		}
 	}
 	flush := func() {
-		n.localMu.Lock()
+		p.mu.Lock()
 		var joins, leaves []string
-		for id, joined := range n.localPending {
+		for id, joined := range p.pending {
 			if joined {
 				joins = append(joins, id)
 			} else {
 				leaves = append(leaves, id)
 			}
 		}
-		clear(n.localPending)
-		n.localMu.Unlock()
-		for _, c := range n.chunkNodes(leaves) {
-			publish(&PresenceMessage{Type: PresenceLeave, Nodes: c})
-		}
-		for _, c := range n.chunkNodes(joins) {
-			publish(&PresenceMessage{Type: PresenceJoin, Nodes: c})
+		clear(p.pending)
+		p.mu.Unlock()
+		for _, kind := range []struct {
+			typ string
+			ids []string
+		}{{presenceLeave, leaves}, {presenceJoin, joins}} {
+			for _, c := range chunkNodes(kind.ids, p.cfg.MaxMessageSize) {
+				seq++
+				send(&presenceMessage{Type: kind.typ, Relay: p.self.String(), Epoch: p.epoch, Seq: seq,
+					IntervalMS: interval.Milliseconds(), Addrs: p.addrs(), Nodes: c})
+			}
 		}
 	}
 	snapshot := func() {
-		n.localMu.Lock()
-		nodes := make([]string, 0, len(n.local))
-		for id := range n.local {
+		p.mu.Lock()
+		nodes := make([]string, 0, len(p.local))
+		for id := range p.local {
 			nodes = append(nodes, id)
 		}
-		n.localMu.Unlock()
+		p.mu.Unlock()
 		slices.Sort(nodes)
-		addrs := n.presenceAddrs()
-		chunks := n.chunkNodes(nodes)
+		addrs := p.addrs()
+		chunks := chunkNodes(nodes, p.cfg.MaxMessageSize)
 		if len(chunks) == 0 {
 			chunks = [][]string{{}}
 		}
 		if len(chunks) > maxSnapshotParts {
-			n.log.Error("presence snapshot too large; announcing the first parts only", "parts", len(chunks))
+			p.log.Error("presence snapshot too large; announcing the first parts only", "parts", len(chunks))
 			chunks = chunks[:maxSnapshotParts]
 		}
 		// All parts of one snapshot share a seq: take it once.
 		seq++
 		for i, c := range chunks {
-			p := &PresenceMessage{
-				Type: PresenceSnapshot, Relay: n.self.String(), Epoch: n.epoch, Seq: seq,
-				IntervalMS: n.cfg.PresenceInterval.Milliseconds(), Addrs: addrs, Nodes: c,
+			msg := &presenceMessage{
+				Type: presenceSnapshot, Relay: p.self.String(), Epoch: p.epoch, Seq: seq,
+				IntervalMS: interval.Milliseconds(), Addrs: addrs, Nodes: c,
 			}
 			if len(chunks) > 1 {
-				p.Part, p.Parts = i, len(chunks)
+				msg.Part, msg.Parts = i, len(chunks)
 			}
-			data, err := json.Marshal(p)
-			if err != nil {
-				n.log.Error("encode presence", "err", err)
-				return
-			}
-			if err := n.presTopic.Publish(n.ctx, data); err != nil && n.ctx.Err() == nil {
-				n.log.Warn("publish presence", "topic", n.presTopic.String(), "err", err)
-			}
+			send(msg)
 		}
 	}
 
-	t := time.NewTicker(n.cfg.PresenceInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	flush()
 	snapshot()
 	last := time.Now()
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-p.ctx.Done():
 			return
-		case <-n.presenceKick:
+		case <-p.kick:
 			flush()
-		case <-n.snapshotKick:
+		case <-p.snapKick:
 			// A new peer on the presence topic: tell it our state now
 			// rather than at the next tick, at most 4 times an interval.
-			if time.Since(last) >= n.cfg.PresenceInterval/4 {
+			if time.Since(last) >= interval/4 {
 				flush()
 				snapshot()
 				last = time.Now()
@@ -288,28 +323,45 @@ func (n *Node) presenceLoop() {
 }
 
 // presenceEvents kicks a snapshot when a peer joins the presence topic.
-func (n *Node) presenceEvents(h *pubsub.TopicEventHandler) {
+func (p *presence) presenceEvents() {
+	h := p.g.pres.events
 	for {
-		ev, err := h.NextPeerEvent(n.ctx)
+		ev, err := h.NextPeerEvent(p.ctx)
 		if err != nil {
 			return
 		}
 		if ev.Type == pubsub.PeerJoin {
 			select {
-			case n.snapshotKick <- struct{}{}:
+			case p.snapKick <- struct{}{}:
 			default:
 			}
 		}
 	}
 }
 
-// presenceAddrs are the addresses announced in snapshots: the announce
-// addresses if configured, else the host's (interface-expanded) listen
-// addresses, at most MaxAddrsPerRelay.
-func (n *Node) presenceAddrs() []string {
+// sweepLoop expires directory entries, four times a presence interval.
+func (p *presence) sweepLoop() {
+	t := time.NewTicker(max(p.cfg.Presence.Interval/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-t.C:
+			for _, r := range p.dir.expire(now) {
+				p.log.Info("relay presence expired", "remote", r.String())
+			}
+		}
+	}
+}
+
+// addrs are the addresses announced in presence: the announce addresses
+// if configured, else the host's (interface-expanded) listen addresses,
+// at most maxAddrsPerRelay.
+func (p *presence) addrs() []string {
 	var out []string
-	for _, a := range n.host.Addrs() {
-		if len(out) == MaxAddrsPerRelay {
+	for _, a := range p.host.Addrs() {
+		if len(out) == maxAddrsPerRelay {
 			break
 		}
 		out = append(out, a.String())
@@ -318,15 +370,15 @@ func (n *Node) presenceAddrs() []string {
 }
 
 // chunkNodes splits ids into lists whose JSON encoding stays well within
-// MaxMessageSize (the rest of a presence message is < 4 KiB).
-func (n *Node) chunkNodes(ids []string) [][]string {
-	limit := n.cfg.MaxMessageSize - 4096 - MaxAddrsPerRelay*256
+// maxSize (the rest of a presence message is < 4 KiB).
+func chunkNodes(ids []string, maxSize int) [][]string {
+	limit := maxSize - 4096 - maxAddrsPerRelay*256
 	var out [][]string
 	var cur []string
 	size := 0
 	for _, id := range ids {
 		b, _ := json.Marshal(id)
-		if len(cur) > 0 && (size+len(b)+1 > limit || len(cur) >= MaxPresenceNodes) {
+		if len(cur) > 0 && (size+len(b)+1 > limit || len(cur) >= maxPresenceNodes) {
 			out = append(out, cur)
 			cur, size = nil, 0
 		}
@@ -339,6 +391,6 @@ func (n *Node) chunkNodes(ids []string) [][]string {
 	return out
 }
 
-func (p *PresenceMessage) String() string {
+func (p *presenceMessage) String() string {
 	return fmt.Sprintf("%s relay=%s epoch=%d seq=%d nodes=%d", p.Type, p.Relay, p.Epoch, p.Seq, len(p.Nodes))
 }

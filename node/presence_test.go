@@ -4,12 +4,17 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 )
 
-// TestPresenceJoinLeave: with the default 2 s interval, a join and a leave
+// TestpresenceJoinLeave: with the default 2 s interval, a join and a leave
 // on one relay are known at the others (line A-B-C) well within 5 s.
 func TestPresenceJoinLeave(t *testing.T) {
-	def := func(c *Config) { c.PresenceInterval = DefaultConfig().PresenceInterval; c.SpeakForWait = 0 }
+	def := func(c *Config) {
+		c.Presence.Interval = DefaultConfig().Presence.Interval
+		c.Presence.SpeakForWait = DefaultConfig().Presence.SpeakForWait
+	}
 	a, b, c := newNode(t, "a", def), newNode(t, "b", def), newNode(t, "c", def)
 	connectLine(t, a, b, c)
 
@@ -40,7 +45,10 @@ func TestPresenceJoinLeave(t *testing.T) {
 // the others within the bound (3 missed snapshots). Measured at the default
 // 2 s interval.
 func TestPresenceExpiry(t *testing.T) {
-	def := func(c *Config) { c.PresenceInterval = DefaultConfig().PresenceInterval; c.SpeakForWait = 0 }
+	def := func(c *Config) {
+		c.Presence.Interval = DefaultConfig().Presence.Interval
+		c.Presence.SpeakForWait = DefaultConfig().Presence.SpeakForWait
+	}
 	a, b, c := newNode(t, "a", def), newNode(t, "b", def), newNode(t, "c", def)
 	connectFull(t, a, b, c)
 	c.NodeJoined("c-1")
@@ -55,9 +63,9 @@ func TestPresenceExpiry(t *testing.T) {
 	closed := time.Now()
 	// The documented bound is 3 intervals + one sweep (6.5 s); allow 1 s
 	// of scheduling slack on a loaded machine.
-	bound := 3*DefaultConfig().PresenceInterval + DefaultConfig().PresenceInterval/4 + time.Second
+	bound := 3*DefaultConfig().Presence.Interval + DefaultConfig().Presence.Interval/4 + time.Second
 	for _, n := range []*tnode{a, b} {
-		checkFor(t, bound, func() error {
+		testutil.CheckFor(t, bound, func() error {
 			if hasRemote(n, "c-1") || hasRemote(n, "c-2") {
 				return fmt.Errorf("%s still lists c's nodes", n.name)
 			}
@@ -75,7 +83,7 @@ func TestRestartSameIdentity(t *testing.T) {
 	dir := t.TempDir()
 	b := newNode(t, "b", func(c *Config) {
 		c.DataDir = dir
-		c.Bootstrap = []string{a.Addrs()[0].String()}
+		c.Discovery.Bootstrap = []string{a.Addrs()[0].String()}
 	})
 	waitMesh(t, a, b)
 	b.NodeJoined("old")
@@ -87,10 +95,10 @@ func TestRestartSameIdentity(t *testing.T) {
 
 	b2 := newNode(t, "b2", func(c *Config) {
 		c.DataDir = dir
-		c.Bootstrap = []string{a.Addrs()[0].String()}
+		c.Discovery.Bootstrap = []string{a.Addrs()[0].String()}
 		// Long interval: the old node must go because of the new epoch,
 		// not because of expiry.
-		c.PresenceInterval = 5 * time.Second
+		c.Presence.Interval = 5 * time.Second
 	})
 	if b2.ID() != oldID {
 		t.Fatalf("peer id after restart %s, want %s", b2.ID(), oldID)

@@ -68,23 +68,21 @@ func dropQUIC(addrs []ma.Multiaddr) (kept, dropped []ma.Multiaddr) {
 	return kept, dropped
 }
 
-// allowList is Config.AllowPeers plus the bootstrap peers (the operator
-// told the relay to dial them) and the relay itself. A nil *allowList
-// allows everyone. Static after New.
+// allowList is Config.Private.AllowPeers plus the bootstrap peers (the
+// operator told the relay to dial them) and the relay itself. A nil
+// *allowList allows everyone. Static after New.
 type allowList struct {
 	self peer.ID
 	ids  map[peer.ID]bool
 }
 
-func newAllowList(self peer.ID, ids []string, boot []peer.AddrInfo) *allowList {
+func newAllowList(self peer.ID, ids []peer.ID, boot []peer.AddrInfo) *allowList {
 	if len(ids) == 0 {
 		return nil
 	}
 	a := &allowList{self: self, ids: map[peer.ID]bool{}}
-	for _, s := range ids {
-		if p, err := peer.Decode(s); err == nil { // validated by Config.validate
-			a.ids[p] = true
-		}
+	for _, p := range ids {
+		a.ids[p] = true
 	}
 	for _, b := range boot {
 		a.ids[b.ID] = true

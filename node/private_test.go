@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -42,7 +43,7 @@ func dialFails(t testing.TB, a, b *tnode) {
 	}
 	// b may still hold, for a moment, the half of a connection a refused
 	// after b's handshake completed: it must go.
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if slices.Contains(b.Host().Network().Peers(), a.ID()) {
 			return fmt.Errorf("%s lists %s as connected", b.name, a.name)
 		}
@@ -57,7 +58,7 @@ func refused(t testing.TB, a, b *tnode) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = a.Host().Connect(ctx, b.addrInfo())
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if a.Host().Network().Connectedness(b.ID()) == network.Connected {
 			return fmt.Errorf("%s still connected to %s", a.name, b.name)
 		}
@@ -75,8 +76,8 @@ func TestSwarmKey(t *testing.T) {
 	key1, key2 := swarmKeyFile(t), swarmKeyFile(t)
 	withKey := func(k string) func(*Config) {
 		return func(c *Config) {
-			c.SwarmKey = k
-			c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+			c.Private.SwarmKey = k
+			c.Host.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 		}
 	}
 	a, c := newNode(t, "a", withKey(key1)), newNode(t, "c", withKey(key1))
@@ -101,13 +102,16 @@ func TestSwarmKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mod := range map[string]func(*Config){
-		"missing":   func(c *Config) { c.SwarmKey = filepath.Join(t.TempDir(), "none") },
-		"malformed": func(c *Config) { c.SwarmKey = bad },
-		"quic only": func(c *Config) { c.SwarmKey = key1; c.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"} },
+		"missing":   func(c *Config) { c.Private.SwarmKey = filepath.Join(t.TempDir(), "none") },
+		"malformed": func(c *Config) { c.Private.SwarmKey = bad },
+		"quic only": func(c *Config) {
+			c.Private.SwarmKey = key1
+			c.Host.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
+		},
 	} {
 		cfg := testConfig(t)
 		mod(&cfg)
-		if n, err := New(context.Background(), cfg, WithLogger(testLogger())); err == nil {
+		if n, err := New(context.Background(), cfg, WithLogger(testutil.Logger())); err == nil {
 			_ = n.Close()
 			t.Errorf("%s swarm key accepted", name)
 		} else {
@@ -121,7 +125,7 @@ func TestSwarmKey(t *testing.T) {
 // client.
 func TestAllowPeer(t *testing.T) {
 	b, stranger := newNode(t, "b", nil), newNode(t, "stranger", nil)
-	a := newNode(t, "a", func(c *Config) { c.AllowPeers = []string{b.ID().String()} })
+	a := newNode(t, "a", func(c *Config) { c.Private.AllowPeers = []string{b.ID().String()} })
 	connect(t, b, a)
 	waitMesh(t, a, b)
 	refused(t, stranger, a)
@@ -142,8 +146,8 @@ func TestAllowPeer(t *testing.T) {
 func TestAllowRelayClients(t *testing.T) {
 	b, stranger := newNode(t, "b", nil), newNode(t, "stranger", nil)
 	a := newNode(t, "a", func(c *Config) {
-		c.AllowPeers = []string{b.ID().String()}
-		c.AllowRelayClients = true
+		c.Private.AllowPeers = []string{b.ID().String()}
+		c.Private.AllowRelayClients = true
 	})
 	connect(t, b, a)
 	connect(t, stranger, a)
@@ -152,9 +156,9 @@ func TestAllowRelayClients(t *testing.T) {
 		t.Fatalf("relay client reservation: %v", err)
 	}
 	bt, pt := a.Topics()
-	stays(t, time.Second, func() error {
+	testutil.Stays(t, time.Second, func() error {
 		for _, topic := range []string{bt, pt} {
-			if slices.Contains(a.PubSub().ListPeers(topic), stranger.ID()) || slices.Contains(a.MeshPeers(topic), stranger.ID()) {
+			if slices.Contains(a.gossip.ps.ListPeers(topic), stranger.ID()) || slices.Contains(a.MeshPeers(topic), stranger.ID()) {
 				return fmt.Errorf("a gossips %s with the stranger", topic)
 			}
 		}
@@ -180,15 +184,15 @@ func TestAllowRelayClients(t *testing.T) {
 func TestPrivateConfigErrors(t *testing.T) {
 	id := peer.ID("x").String()
 	for name, mod := range map[string]func(*Config){
-		"allow peer":    func(c *Config) { c.AllowPeers = []string{"not-a-peer"} },
-		"relay acl":     func(c *Config) { c.RelayAllowReserve = []string{id} },
-		"clients alone": func(c *Config) { c.AllowRelayClients = true },
-		"reachability":  func(c *Config) { c.Reachability = "private" },
-		"circuit data":  func(c *Config) { c.RelayCircuitData = -1 },
+		"allow peer":    func(c *Config) { c.Private.AllowPeers = []string{"not-a-peer"} },
+		"relay acl":     func(c *Config) { c.RelayService.AllowReserve = []string{id} },
+		"clients alone": func(c *Config) { c.Private.AllowRelayClients = true },
+		"reachability":  func(c *Config) { c.NAT.Reachability = "private" },
+		"circuit data":  func(c *Config) { c.RelayService.Limit.Data = -1 },
 	} {
 		cfg := testConfig(t)
 		mod(&cfg)
-		if n, err := New(context.Background(), cfg, WithLogger(testLogger())); err == nil {
+		if n, err := New(context.Background(), cfg, WithLogger(testutil.Logger())); err == nil {
 			_ = n.Close()
 			t.Errorf("%s: New accepted a bad config", name)
 		}

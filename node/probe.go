@@ -75,8 +75,8 @@ type ProbeOptions struct {
 	UserAgent string
 }
 
-// ErrUnreachable wraps every failure to connect to the probed peer.
-var ErrUnreachable = errors.New("unreachable")
+// errUnreachable wraps every failure to connect to the probed peer.
+var errUnreachable = errors.New("unreachable")
 
 // Probe connects to addr with a new identity, waits for identify, pings
 // once and closes. addr may lack /p2p/<id>: the peer ID is then learnt
@@ -126,7 +126,7 @@ func Probe(ctx context.Context, addr ma.Multiaddr, o ProbeOptions) (*ProbeResult
 	}
 	defer sub.Close()
 	if err := h.Connect(ctx, *ai); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnreachable, dialCause(err))
+		return nil, fmt.Errorf("%w: %w", errUnreachable, dialCause(err))
 	}
 	res := &ProbeResult{ID: ai.ID}
 	if conns := h.Network().ConnsToPeer(ai.ID); len(conns) > 0 {
@@ -175,7 +175,7 @@ func probeLearnID(ctx context.Context, h host.Host, addr ma.Multiaddr) (*peer.Ad
 	if err == nil {
 		return nil, fmt.Errorf("%s: the peer accepted a random peer ID", addr)
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnreachable, dialCause(err))
+	return nil, fmt.Errorf("%w: %w", errUnreachable, dialCause(err))
 }
 
 // dialCause reduces a swarm dial error (several lines, one per address)

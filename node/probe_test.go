@@ -36,7 +36,7 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("probe %s: %v, %v", bare, res, err)
 	}
 
-	// A closed port: ErrUnreachable, one line.
+	// A closed port: errUnreachable, one line.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,16 +45,16 @@ func TestProbe(t *testing.T) {
 	_ = l.Close()
 	closed := ma.StringCast("/ip4/127.0.0.1/tcp/" + strconv.Itoa(port) + "/p2p/" + r.ID().String())
 	_, err = Probe(ctx, closed, ProbeOptions{})
-	if !errors.Is(err, ErrUnreachable) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "refused") {
+	if !errors.Is(err, errUnreachable) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("probe of a closed port: %q", err)
 	}
 
 	// A private relay: only with its key.
 	key := swarmKeyFile(t)
-	priv := newNode(t, "private", func(c *Config) { c.SwarmKey = key })
+	priv := newNode(t, "private", func(c *Config) { c.Private.SwarmKey = key })
 	short, cancel2 := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel2()
-	if _, err := Probe(short, priv.Addrs()[0], ProbeOptions{}); !errors.Is(err, ErrUnreachable) {
+	if _, err := Probe(short, priv.Addrs()[0], ProbeOptions{}); !errors.Is(err, errUnreachable) {
 		t.Fatalf("probe of a private relay without its key: %v", err)
 	}
 	psk, err := LoadSwarmKey(key)

@@ -18,39 +18,39 @@ const knownRelayTTL = time.Hour
 // again: the relay stays connected, in our mesh, and receives nothing we
 // publish. Seen in the docker testnet (TestPartitionNewAddress).
 //
-// Every SubscriptionGrace/5 it compares the connected relays of the
+// Every Gossip.SubscriptionGrace/5 it compares the connected relays of the
 // federation (in the presence directory, or seen subscribed to both topics
 // within knownRelayTTL) with pubsub's subscribers. A relay connected
 // directly (not only through a limited relayed connection) that stays
 // unknown as a subscriber of either topic for SubscriptionGrace has its
 // connections closed; the redial (bootstrap, discovery or the other side)
 // starts fresh pubsub streams that carry the subscriptions again.
-func (n *Node) subscriptionWatch() {
-	grace := n.cfg.SubscriptionGrace
+func (g *gossip) subscriptionWatch() {
+	grace := g.cfg.Gossip.SubscriptionGrace
 	t := time.NewTicker(max(grace/5, 10*time.Millisecond))
 	defer t.Stop()
 	missing := map[peer.ID]time.Time{} // since when
 	known := map[peer.ID]time.Time{}   // last seen subscribed to both topics
-	bt, pt := n.Topics()
+	bt, pt := g.bcast.name, g.pres.name
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-g.ctx.Done():
 			return
 		case now := <-t.C:
-			bs, ps := peerSet(n.ps.ListPeers(bt)), peerSet(n.ps.ListPeers(pt))
-			if n.ctx.Err() != nil {
+			bs, ps := peerSet(g.ps.ListPeers(bt)), peerSet(g.ps.ListPeers(pt))
+			if g.ctx.Err() != nil {
 				return // pubsub may be closing: its lists are empty
 			}
 			for p := range bs {
-				if ps[p] && (len(known) < 4*n.cfg.MaxRelays || !known[p].IsZero()) {
+				if ps[p] && (len(known) < 4*g.cfg.Presence.MaxRelays || !known[p].IsZero()) {
 					known[p] = now
 				}
 			}
 			connected := map[peer.ID]bool{}
-			for _, p := range n.host.Network().Peers() {
+			for _, p := range g.host.Network().Peers() {
 				connected[p] = true
-				relay := !n.dir.lastSeen(p).IsZero() || now.Sub(known[p]) < knownRelayTTL
-				if (bs[p] && ps[p]) || !relay || !n.directlyConnected(p) {
+				relay := g.isRelay(p) || now.Sub(known[p]) < knownRelayTTL
+				if (bs[p] && ps[p]) || !relay || !g.directlyConnected(p) {
 					delete(missing, p)
 					continue
 				}
@@ -60,11 +60,11 @@ func (n *Node) subscriptionWatch() {
 					continue
 				}
 				if now.Sub(since) >= grace {
-					n.log.Warn("relay connected but not subscribed in pubsub: closing its connections to reset the pubsub session",
+					g.log.Warn("relay connected but not subscribed in pubsub: closing its connections to reset the pubsub session",
 						"remote", p.String(), "broadcast", bs[p], "presence", ps[p], "for", now.Sub(since).Round(time.Millisecond))
-					n.m.subResets.Inc()
+					g.m.subResets.Inc()
 					delete(missing, p)
-					_ = n.host.Network().ClosePeer(p)
+					_ = g.host.Network().ClosePeer(p)
 				}
 			}
 			for p := range missing {
@@ -83,8 +83,8 @@ func (n *Node) subscriptionWatch() {
 
 // directlyConnected reports whether p has a connection that is not a
 // limited (relayed) one: pubsub does not run over limited connections.
-func (n *Node) directlyConnected(p peer.ID) bool {
-	for _, c := range n.host.Network().ConnsToPeer(p) {
+func (g *gossip) directlyConnected(p peer.ID) bool {
+	for _, c := range g.host.Network().ConnsToPeer(p) {
 		if !c.Stat().Limited {
 			return true
 		}

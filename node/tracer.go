@@ -9,10 +9,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// tracer is the pubsub RawTracer: it counts every drop (metric and the
-// aggregated log line of sweepLoop) and tracks mesh membership. Pubsub
-// calls it synchronously from its event loop, so each method only takes a
-// short lock.
+// tracer is the pubsub RawTracer: it counts every drop, pubsub's and the
+// components' (metric and the aggregated log line of gossip.reportDrops),
+// and tracks mesh membership and pubsub's outbound streams. Pubsub calls
+// it synchronously from its event loop, so each method only takes a short
+// lock.
 type tracer struct {
 	m        *metrics
 	topicTag func(string) string
@@ -22,16 +23,17 @@ type tracer struct {
 	total int            // since start
 	mesh  map[string]map[peer.ID]struct{}
 	out   map[peer.ID]struct{} // peers pubsub has an outbound stream to
-	// outbound is kicked when an outbound stream opens (awaitTopicPeers).
+	// outbound is kicked when an outbound stream opens
+	// (publisher.awaitTopicPeers).
 	outbound chan struct{}
 }
 
 var _ pubsub.RawTracer = (*tracer)(nil)
 
-func newTracer(n *Node) *tracer {
-	bt, pt := n.Topics()
+func newTracer(m *metrics, network string) *tracer {
+	bt, pt := broadcastTopic(network), presenceTopic(network)
 	return &tracer{
-		m: n.m,
+		m: m,
 		topicTag: func(t string) string {
 			switch t {
 			case bt:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 )
 
 // Wait is how long a test client waits for an expected event.
@@ -216,16 +217,12 @@ func trim(b []byte) string {
 	return strings.TrimSpace(s)
 }
 
-// Eventually polls cond every 10 ms until it holds, failing after d.
+// Eventually waits until cond holds, failing after d with what was
+// awaited: testutil.Eventually, in the argument order of this package's
+// callers (relay, admin, cmd and docker tests).
 func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, d, cond, "%s", what)
 }
 
 // Reach sends direct messages from one client to another until one arrives,

@@ -3,17 +3,15 @@ package testnet
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gsio-net/gsio-relay/admin"
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/gsio-net/gsio-relay/node"
 	"github.com/gsio-net/gsio-relay/relay"
 	"github.com/gsio-net/gsio-relay/transport"
@@ -82,33 +80,15 @@ func WithAdmin() HarnessOption {
 	return func(h *Harness) { h.admin = true }
 }
 
-// Logger is the harness's logger: silent unless GSIO_TEST_LOG is set.
-func Logger() *slog.Logger {
-	if os.Getenv("GSIO_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// FastGossip are GossipSub parameters for tests: meshes form in a few
-// hundred milliseconds.
-func FastGossip() pubsub.GossipSubParams {
-	p := pubsub.DefaultGossipSubParams()
-	p.HeartbeatInterval = 100 * time.Millisecond
-	p.HeartbeatInitialDelay = 20 * time.Millisecond
-	p.IWantFollowupTime = time.Second
-	return p
-}
-
 // TestNodeConfig is a loopback TCP node config with short presence timing.
 func TestNodeConfig(dataDir string) node.Config {
 	c := node.DefaultConfig()
 	c.DataDir = dataDir
-	c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
-	c.PresenceInterval = 250 * time.Millisecond
-	c.SpeakForWait = time.Second
-	c.BootstrapBackoffMin = 100 * time.Millisecond
-	c.BootstrapBackoffMax = time.Second
+	c.Host.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	c.Presence.Interval = 250 * time.Millisecond
+	c.Presence.SpeakForWait = time.Second
+	c.Discovery.BootstrapBackoffMin = 100 * time.Millisecond
+	c.Discovery.BootstrapBackoffMax = time.Second
 	return c
 }
 
@@ -139,13 +119,13 @@ func (h *Harness) start(r *Relay) {
 	t := h.t
 	t.Helper()
 	cfg := TestNodeConfig(r.DataDir)
-	cfg.Bootstrap = r.boot
+	cfg.Discovery.Bootstrap = r.boot
 	if h.nodeCfg != nil {
 		h.nodeCfg(r.Index, &cfg)
 	}
-	nopts := []node.Option{node.WithLogger(Logger().With("relay", r.Index)), node.WithGossipSubParams(FastGossip())}
-	ropts := []relay.Option{relay.WithLogger(Logger().With("relay", r.Index))}
-	topts := []transport.Option{transport.WithLogger(Logger().With("relay", r.Index))}
+	nopts := []node.Option{node.WithLogger(testutil.Logger().With("relay", r.Index)), node.WithGossipSubParams(testutil.FastGossip())}
+	ropts := []relay.Option{relay.WithLogger(testutil.Logger().With("relay", r.Index))}
+	topts := []transport.Option{transport.WithLogger(testutil.Logger().With("relay", r.Index))}
 	var reg *prometheus.Registry
 	if h.admin {
 		reg = prometheus.NewRegistry()
@@ -183,7 +163,7 @@ func (h *Harness) start(r *Relay) {
 	if h.admin {
 		src := &admin.RelaySource{Node: nd, Router: rt, WS: ws, Version: "test", PingInterval: 500 * time.Millisecond}
 		adm, err := admin.New(admin.Config{Listen: "127.0.0.1:0"}, admin.WithSource(src), admin.WithMetrics(reg),
-			admin.WithSampleInterval(100*time.Millisecond), admin.WithLogger(Logger().With("relay", r.Index)))
+			admin.WithSampleInterval(100*time.Millisecond), admin.WithLogger(testutil.Logger().With("relay", r.Index)))
 		if err != nil {
 			t.Fatalf("relay %d: admin: %v", r.Index, err)
 		}
@@ -260,7 +240,7 @@ func (h *Harness) WaitMesh() {
 			}
 			bt, pt := r.Node.Topics()
 			linked := 0
-			for _, p := range r.Node.Host().Network().Peers() {
+			for _, p := range r.Node.ConnectedPeers() {
 				if !ids[p] {
 					continue
 				}

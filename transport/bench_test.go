@@ -15,19 +15,10 @@ import (
 // BenchmarkFanout measures broadcast delivery on loopback: one sender, 100
 // receivers, b.N messages of 256 bytes, each encoded once with NewFrame and
 // sent to every receiver. The sender keeps at most two windows of messages
-// in flight, so no receiver becomes a slow consumer. "writev" is the
-// product's write path; "write-per-frame" writes each frame with its own
-// Write call, for comparison.
+// in flight, so no receiver becomes a slow consumer.
 //
 //	go test -run - -bench Fanout -benchtime 20000x ./transport/
 func BenchmarkFanout(b *testing.B) {
-	b.Run("writev", func(b *testing.B) { benchFanout(b, true) })
-	b.Run("write-per-frame", func(b *testing.B) { benchFanout(b, false) })
-}
-
-func benchFanout(b *testing.B, coalesce bool) {
-	coalesceWrites.Store(coalesce)
-	defer coalesceWrites.Store(true)
 	const receivers, size, window = 100, 256, 256
 
 	rec := newRecorder(b)

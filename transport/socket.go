@@ -82,12 +82,6 @@ func (s *socket) writeBatch(bufs [][]byte, deadline time.Time, isClose bool) err
 	s.setWriteDeadline(deadline)
 	var err error
 	switch {
-	case !coalesceWrites.Load():
-		for _, b := range bufs {
-			if _, err = s.Conn.Write(b); err != nil {
-				break
-			}
-		}
 	case s.tcp != nil:
 		nb := net.Buffers(bufs)
 		_, err = nb.WriteTo(s.tcp)
@@ -99,10 +93,6 @@ func (s *socket) writeBatch(bufs [][]byte, deadline time.Time, isClose bool) err
 	}
 	return err
 }
-
-// coalesceWrites is a benchmark switch: false writes each frame with its own
-// Write call instead of one vectored write per batch.
-var coalesceWrites = func() *atomic.Bool { var b atomic.Bool; b.Store(true); return &b }()
 
 const copyBufSize = 64 << 10
 

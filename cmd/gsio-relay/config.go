@@ -57,27 +57,19 @@ func loadConfig(c *cli.Context, flags []cli.Flag) error {
 	return nil
 }
 
-// logFlags select the log level and format.
-func logFlags() []cli.Flag {
-	return []cli.Flag{
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envName("log-level")}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envName("log-format")}),
-	}
-}
-
 // newLogger builds the slog logger of --log-level and --log-format.
-func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch c.String("log-format") {
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	default:
-		return nil, fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
 }

@@ -10,11 +10,17 @@ import (
 	"time"
 )
 
-// startPprof serves net/http/pprof on addr, for profiling a relay under
-// load (the hidden --pprof-listen flag; cmd/gsio-bench uses it). Only a
-// loopback address is accepted: the profiles expose the process. The
-// returned stop closes the listener and waits for the server goroutine.
-func startPprof(addr string, log *slog.Logger) (stop func(), err error) {
+// pprofServer serves net/http/pprof, for profiling a relay under load (the
+// hidden --pprof-listen flag; cmd/gsio-bench uses it).
+type pprofServer struct {
+	srv *http.Server
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// listenPprof listens on addr for pprofServer. Only a loopback address is
+// accepted: the profiles expose the process.
+func listenPprof(addr string, log *slog.Logger) (*pprofServer, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--pprof-listen %q: %w", addr, err)
@@ -32,14 +38,21 @@ func startPprof(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("pprof listener stopped", "err", err)
-		}
-	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
-	return func() { _ = srv.Close(); <-done }, nil
+	return &pprofServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln, log: log}, nil
+}
+
+// serve serves until close. A failure is logged, not returned: profiling
+// does not stop the relay.
+func (p *pprofServer) serve() error {
+	if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
+		p.log.Warn("pprof listener stopped", "err", err)
+	}
+	return nil
+}
+
+// close stops serve.
+func (p *pprofServer) close() error {
+	_ = p.srv.Close()
+	return nil
 }
