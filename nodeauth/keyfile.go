@@ -28,6 +28,19 @@ func GenerateNodeKey() (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
+// EncodeNodeKey returns k as the node key file's bytes: one PEM block
+// "PRIVATE KEY", PKCS#8.
+func EncodeNodeKey(k ed25519.PrivateKey) ([]byte, error) {
+	if len(k) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: private key of %d bytes", ErrBadKeyFile, len(k))
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: nodeKeyPEMType, Bytes: der}), nil
+}
+
 // WriteNodeKey writes k to a new file at path with mode 0600. It refuses
 // to overwrite an existing file (the error wraps fs.ErrExist), so a key is
 // never lost by running keygen twice.
@@ -35,7 +48,7 @@ func WriteNodeKey(path string, k ed25519.PrivateKey) (err error) {
 	if len(k) != ed25519.PrivateKeySize {
 		return fmt.Errorf("write node key %s: %w: private key of %d bytes", path, ErrBadKeyFile, len(k))
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
+	pemBytes, err := EncodeNodeKey(k)
 	if err != nil {
 		return fmt.Errorf("write node key %s: %w", path, err)
 	}
@@ -51,7 +64,7 @@ func WriteNodeKey(path string, k ed25519.PrivateKey) (err error) {
 			_ = os.Remove(path) // we created it; leave no half-written key
 		}
 	}()
-	if err := pem.Encode(f, &pem.Block{Type: nodeKeyPEMType, Bytes: der}); err != nil {
+	if _, err := f.Write(pemBytes); err != nil {
 		return fmt.Errorf("write node key %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {

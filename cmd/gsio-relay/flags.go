@@ -97,6 +97,13 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.num("rate-burst", &r.RateBurst, "burst of messages above the rate per connection")
 	f.num("dedup-size", &r.DedupSize, "(sender_id, message_id) pairs remembered to drop duplicates")
 	f.dur("dedup-ttl", &r.DedupTTL, "how long a (sender_id, message_id) pair is remembered")
+	f.num("node-list-max-bytes", &r.NodeListMaxBytes, "node ids in one NodeListResponse answer, sent in pages of 64 KiB (`BYTES`)")
+
+	f.cat = "Node identity"
+	f.str("node-auth", &r.NodeAuth, "`open`: key ids prove their key, other ids bind as they come; required: every connection proves its id by key or token")
+	f.dur("bind-timeout", &r.BindTimeout, "a connection that has not bound a node id this long is closed (4001)")
+	f.str("node-jwt-key", &cfg.NodeJWTKey, "accept node tokens (JWT) checked with this `FILE`: a PEM public key (EdDSA, ES256, RS256) or an HMAC secret (HS256)")
+	f.str("node-jwt-audience", &cfg.NodeJWTAudience, "when set, node tokens must name this `AUDIENCE` in aud")
 
 	f.cat = "Federation"
 	f.boolean("standalone", &cfg.Standalone, "run without libp2p: a single relay, no federation")

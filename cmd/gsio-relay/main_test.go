@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/testnet"
 )
 
@@ -30,6 +31,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "gsio-relay")
+	// Relays run by the tests keep their identity (default --data-dir
+	// ~/.gsio-relay) in the temporary directory, not the user's home.
+	os.Setenv("HOME", dir)
 	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build gsio-relay: %v\n%s", err, out)
@@ -220,6 +224,10 @@ func TestBadConfigIsOneClearLine(t *testing.T) {
 		{[]string{"run", "--config", filepath.Join(dir, "missing.toml")}, "missing.toml"},
 		{append(standalone, "--log-level", "loud"), "--log-level"},
 		{append(standalone, "--max-message-size", "-1"), "MaxMessageSize"},
+		{append(standalone, "--node-auth", "closed"), "--node-auth"},
+		{append(standalone, "--bind-timeout", "0s"), "--bind-timeout"},
+		{append(standalone, "--node-jwt-key", filepath.Join(dir, "nokey.pem")), "--node-jwt-key"},
+		{append(standalone, "--node-jwt-audience", "x"), "--node-jwt-audience needs --node-jwt-key"},
 		{append(standalone, "--ws-listen", "nonsense"), "nonsense"},
 		{[]string{"run", "--no-such-flag"}, "no-such-flag"},
 	}
@@ -231,5 +239,32 @@ func TestBadConfigIsOneClearLine(t *testing.T) {
 		if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
 			t.Errorf("%v: stack trace in stderr:\n%s", tc.args, stderr)
 		}
+	}
+}
+
+func TestKeygenNode(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "node.key")
+	out, stderr, code := runCLI(t, nil, "keygen", "--node", "--out", file)
+	if code != 0 {
+		t.Fatalf("keygen --node: exit %d: %s", code, stderr)
+	}
+	_, id, err := nodeauth.LoadNodeKey(file)
+	if err != nil || strings.TrimSpace(out) != id || !nodeauth.IsKeyID(id) {
+		t.Fatalf("printed %q, file's key id %q (%v)", out, id, err)
+	}
+	if st, _ := os.Stat(file); st.Mode().Perm() != 0o600 {
+		t.Fatalf("node key file mode %v, want 0600", st.Mode().Perm())
+	}
+	if _, _, code := runCLI(t, nil, "keygen", "--node", "--out", file); code == 0 {
+		t.Fatal("keygen --node overwrote an existing key file")
+	}
+	// Without --out: the key file on stdout, its key id on stderr.
+	pemOut, stderr, code := runCLI(t, nil, "keygen", "--node")
+	f2 := filepath.Join(dir, "stdout.key")
+	os.WriteFile(f2, []byte(pemOut), 0o600)
+	_, id2, err := nodeauth.LoadNodeKey(f2)
+	if code != 0 || err != nil || !strings.Contains(stderr, id2) {
+		t.Fatalf("keygen --node to stdout: exit %d, stderr %q, key %v", code, stderr, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gsio-net/gsio-relay/admin"
 	"github.com/gsio-net/gsio-relay/node"
+	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/relay"
 	"github.com/gsio-net/gsio-relay/transport"
 )
@@ -34,6 +36,9 @@ type runConfig struct {
 	PprofListen string
 	LogLevel    string
 	LogFormat   string
+
+	NodeJWTKey      string // --node-jwt-key
+	NodeJWTAudience string // --node-jwt-audience
 }
 
 func defaultRunConfig() *runConfig {
@@ -158,7 +163,12 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		up.push("node", func(ctx context.Context) error { return closeWithin(ctx, nd.Close) })
 		mesh = nd
 	}
-	router, err := relay.New(cfg.Relay, mesh, relay.WithLogger(log), relay.WithMetrics(relay.NewMetrics(reg)))
+	ropts, err := identityOptions(cfg, nd)
+	if err != nil {
+		return stop(err)
+	}
+	ropts = append(ropts, relay.WithLogger(log), relay.WithMetrics(relay.NewMetrics(reg)))
+	router, err := relay.New(cfg.Relay, mesh, ropts...)
 	if err != nil {
 		return stop(err)
 	}
@@ -205,4 +215,34 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// identityOptions gives the router what node authentication needs: the
+// relay's peer ID (the "relay" of key-id challenges; a standalone relay
+// loads or creates its identity in --data-dir for it) and the node-token
+// verifier of --node-jwt-key.
+func identityOptions(cfg *runConfig, nd *node.Node) ([]relay.Option, error) {
+	var id peer.ID
+	if nd != nil {
+		id = nd.ID()
+	} else {
+		key, err := node.LoadOrCreateIdentity(cfg.Node.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if id, err = peer.IDFromPrivateKey(key); err != nil {
+			return nil, fmt.Errorf("peer id of the relay identity: %w", err)
+		}
+	}
+	opts := []relay.Option{relay.WithRelayPeerID(id.String())}
+	if cfg.NodeJWTKey != "" {
+		v, err := nodeauth.LoadJWTKey(cfg.NodeJWTKey, cfg.NodeJWTAudience)
+		if err != nil {
+			return nil, fmt.Errorf("--node-jwt-key: %w", err)
+		}
+		opts = append(opts, relay.WithJWTVerifier(v))
+	} else if cfg.NodeJWTAudience != "" {
+		return nil, errors.New("--node-jwt-audience needs --node-jwt-key")
+	}
+	return opts, nil
 }
