@@ -37,8 +37,20 @@ type Config struct {
 	ReadHeaderTimeout time.Duration // http.Server.ReadHeaderTimeout for the upgrade request; default 5s
 	HandshakeTimeout  time.Duration // whole upgrade handshake; default 10s
 	AllowedOrigins    []string      // allowed Origin header values; empty allows any
-	TLSCertFile       string        // with TLSKeyFile: serve wss
+	TLSCertFile       string        // with TLSKeyFile: serve wss; both files are re-read when they change (see ReloadTLS)
 	TLSKeyFile        string
 	AuthToken         string // when set, required as "Authorization: Bearer <t>" or ?token=<t>
 	ReadBufferSize    int    // bytes of the per-connection read buffer; default 1024
+
+	// TrustedProxies (--trusted-proxies) are the reverse proxies whose
+	// word on the client's address is believed: CIDRs, or bare IPs
+	// meaning /32 or /128; default none. A connection from one of them may
+	// open with a PROXY protocol v1 or v2 header (optional: an HTTP proxy
+	// sends none) whose source address becomes the peer; a request whose
+	// peer is trusted is then from the right-most X-Forwarded-For entry
+	// that is not itself trusted. A PROXY header from any other peer is
+	// not parsed (the connection is refused as a malformed request) and
+	// its X-Forwarded-For is ignored. The address so decided is
+	// Conn.RemoteAddr, what MaxConnsPerIP counts and what logs show.
+	TrustedProxies []string
 }

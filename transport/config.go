@@ -1,13 +1,14 @@
 package transport
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gsio-net/gsio-relay/internal/clientip"
 )
 
 // Defaults of Config, as documented on its fields.
@@ -50,6 +51,20 @@ type Option func(*options)
 type options struct {
 	log     *slog.Logger
 	metrics *Metrics
+	tlsPoll time.Duration // how often the TLS files are checked; tests shorten it
+}
+
+// tlsPollInterval is how often the TLS certificate and key files are
+// checked for a change.
+const tlsPollInterval = 2 * time.Second
+
+// withTLSPoll sets how often the TLS files are checked (tests).
+func withTLSPoll(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.tlsPoll = d
+		}
+	}
 }
 
 // WithLogger sets the logger. The default discards everything.
@@ -144,6 +159,9 @@ func (cfg *Config) validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if _, err := clientip.New(cfg.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("TrustedProxies (--trusted-proxies): %w", err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("transport: invalid config: %w", err)
 	}
@@ -162,23 +180,6 @@ func normalizeOrigin(o string) (string, error) {
 		return "", fmt.Errorf("allowed origin %q: want \"*\" or scheme://host[:port]", o)
 	}
 	return o, nil
-}
-
-// loadTLS loads the certificate pair when configured.
-func (cfg *Config) loadTLS() (*tls.Config, error) {
-	if cfg.TLSCertFile == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("transport: load TLS key pair %q, %q: %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		// HTTP/1.1 only: the WebSocket upgrade is an HTTP/1.1 affair.
-		NextProtos: []string{"http/1.1"},
-	}, nil
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

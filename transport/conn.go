@@ -60,7 +60,10 @@ type Conn struct {
 // ID is unique among the connections of one Server.
 func (c *Conn) ID() uint64 { return c.id }
 
-// RemoteAddr is the peer's "ip:port".
+// RemoteAddr is the client's address: the peer's "ip:port", or, behind a
+// trusted proxy (Config.TrustedProxies), the client it names: "ip:port"
+// from a PROXY protocol header, a bare "ip" (or "ip:port" when the entry
+// has one) from X-Forwarded-For.
 func (c *Conn) RemoteAddr() string { return c.remote }
 
 // Query returns the named query parameter of the upgrade request (the

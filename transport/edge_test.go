@@ -20,6 +20,10 @@ func TestLimitKey(t *testing.T) {
 		{"[2001:db8:1:2:ffff::1]:443", "2001:db8:1:2::/64"}, // same /64, same key
 		{"[2001:db8:1:3::1]:443", "2001:db8:1:3::/64"},
 		{"[fe80::1%eth0]:80", "fe80::/64"},
+		// Bare addresses: clients named by X-Forwarded-For.
+		{"203.0.113.7", "203.0.113.7"},
+		{"::ffff:203.0.113.7", "203.0.113.7"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
 		{"not-an-address", "not-an-address"},
 	} {
 		if got := limitKey(tc.addr); got != tc.want {

@@ -162,9 +162,9 @@ func testConfig() Config {
 
 // startServer starts a server; cleanup closes it and checks the handler
 // saw every connection closed exactly once.
-func startServer(t testing.TB, cfg Config, h *recorder) *Server {
+func startServer(t testing.TB, cfg Config, h *recorder, opts ...Option) *Server {
 	t.Helper()
-	s, err := New(cfg, h.handler, WithLogger(testutil.Logger()))
+	s, err := New(cfg, h.handler, append([]Option{WithLogger(testutil.Logger())}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

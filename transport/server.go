@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/gsio-net/gsio-relay/internal/bearer"
+	"github.com/gsio-net/gsio-relay/internal/clientip"
 )
 
 // ErrClosed is returned by Start after Close.
@@ -31,6 +32,9 @@ type Server struct {
 	m         *Metrics
 	up        websocket.Upgrader
 	tlsConfig *tls.Config
+	certs     *certReloader      // the wss key pair, when TLS is on
+	tlsPoll   time.Duration      // how often watchTLS checks the files
+	clients   *clientip.Resolver // TrustedProxies: who the client is
 	anyOrigin bool
 	origins   []string // normalized AllowedOrigins when not anyOrigin
 	token     bearer.Token
@@ -58,7 +62,7 @@ func New(cfg Config, h Handler, opts ...Option) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("transport: nil Handler")
 	}
-	o := options{log: discardLogger()}
+	o := options{log: discardLogger(), tlsPoll: tlsPollInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -69,21 +73,28 @@ func New(cfg Config, h Handler, opts ...Option) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tc, err := cfg.loadTLS()
+	clients, err := clientip.New(cfg.TrustedProxies)
 	if err != nil {
-		return nil, err
+		return nil, err // validate has said it with the flag's name
 	}
 	s := &Server{
 		cfg:       cfg,
 		h:         h,
 		log:       o.log,
 		m:         o.metrics,
-		tlsConfig: tc,
+		clients:   clients,
+		tlsPoll:   o.tlsPoll,
 		anyOrigin: len(cfg.AllowedOrigins) == 0,
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 		conns:     make(map[*Conn]struct{}),
 		perIP:     make(map[string]int),
+	}
+	if cfg.TLSCertFile != "" {
+		if s.certs, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, err
+		}
+		s.tlsConfig = s.certs.tlsConfig()
 	}
 	for _, a := range cfg.AllowedOrigins {
 		n, _ := normalizeOrigin(a)
@@ -122,6 +133,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Listen, err)
 	}
+	if s.clients.Enabled() {
+		// Under TLS: the PROXY header comes before the ClientHello.
+		ln = s.proxyListener(ln)
+	}
 	if s.tlsConfig != nil {
 		ln = tls.NewListener(ln, s.tlsConfig)
 	}
@@ -148,7 +163,11 @@ func (s *Server) Start() error {
 		}
 	})
 	s.wg.Go(s.keepalive)
-	s.log.Info("websocket listener started", "addr", ln.Addr().String(), "tls", s.tlsConfig != nil)
+	if s.certs != nil {
+		s.wg.Go(s.watchTLS)
+	}
+	s.log.Info("websocket listener started", "addr", ln.Addr().String(), "tls", s.tlsConfig != nil,
+		"trusted_proxies", len(s.cfg.TrustedProxies))
 	return nil
 }
 
@@ -285,22 +304,25 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "Expected Upgrade: websocket")
 		return
 	}
+	// The client's address: the TCP peer, or the client a trusted proxy
+	// names (PROXY header, X-Forwarded-For). Limits and logs use it.
+	remote := s.clients.ClientAddr(r)
 	if !s.token.HeaderOrQuery(r, "token") {
 		s.m.reject(rejectUnauthorized)
-		s.log.Debug("upgrade refused: bad or missing token", "remote", r.RemoteAddr)
+		s.log.Debug("upgrade refused: bad or missing token", "remote", remote)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay"`)
 		http.Error(w, "missing or invalid token", http.StatusUnauthorized)
 		return
 	}
 	if !s.originAllowed(r) {
 		s.m.reject(rejectOrigin)
-		s.log.Debug("upgrade refused: origin", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		s.log.Debug("upgrade refused: origin", "remote", remote, "origin", r.Header.Get("Origin"))
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	ip := limitKey(r.RemoteAddr)
+	ip := limitKey(remote)
 	if status, msg := s.reserve(ip); status != 0 {
-		s.log.Debug("upgrade refused", "remote", r.RemoteAddr, "status", status)
+		s.log.Debug("upgrade refused", "remote", remote, "status", status)
 		http.Error(w, msg, status)
 		return
 	}
@@ -313,7 +335,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.release(ip, nil)
 		s.m.reject(rejectBadUpgrade)
-		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Debug("upgrade failed", "remote", remote, "err", err)
 		return
 	}
 	c := &Conn{
@@ -321,7 +343,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		id:     s.nextID.Add(1),
 		ws:     ws,
 		sock:   hw.sock,
-		remote: r.RemoteAddr,
+		remote: remote,
 		ip:     ip,
 		query:  strings.Clone(r.URL.RawQuery),
 		at:     time.Now(),
@@ -340,7 +362,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.CloseGoingAway, "going away")
 	}
 	s.m.Accepted.Inc()
-	s.log.Debug("connection open", "conn", c.id, "remote", c.remote)
+	if remote != r.RemoteAddr {
+		s.log.Debug("connection open", "conn", c.id, "remote", c.remote, "proxy", r.RemoteAddr)
+	} else {
+		s.log.Debug("connection open", "conn", c.id, "remote", c.remote)
+	}
 	s.wg.Go(c.readLoop)
 }
 
@@ -405,17 +431,20 @@ func (s *Server) originAllowed(r *http.Request) bool {
 
 // limitKey is what MaxConnsPerIP counts: the IPv4 address (/32), or the
 // IPv6 /64 (one host holds a whole /64; counting single IPv6 addresses
-// would make the limit free to dodge).
+// would make the limit free to dodge). addr is "ip:port", or a bare "ip"
+// (a client named by X-Forwarded-For).
 func limitKey(addr string) string {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
+	var a netip.Addr
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		a = ap.Addr()
+	} else if a, err = netip.ParseAddr(addr); err != nil {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
 			return addr
 		}
 		return host
 	}
-	a := ap.Addr().Unmap()
+	a = a.Unmap()
 	if a.Is4() {
 		return a.String()
 	}

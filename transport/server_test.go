@@ -230,13 +230,35 @@ func TestAuthToken(t *testing.T) {
 // returns the files and a pool trusting the certificate.
 func writeSelfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
+	certPEM, keyPEM, cert := newSelfSigned(t, "gsio-relay test")
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// newSelfSigned makes a self-signed certificate for 127.0.0.1 with a fresh
+// key, PEM-encoded.
+func newSelfSigned(t *testing.T, cn string) (certPEM, keyPEM []byte, cert *x509.Certificate) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "gsio-relay test"},
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -249,25 +271,15 @@ func writeSelfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPoo
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
+	if cert, err = x509.ParseCertificate(der); err != nil {
 		t.Fatal(err)
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), cert
 }
 
 func TestTLS(t *testing.T) {
@@ -494,6 +506,9 @@ func TestNewValidation(t *testing.T) {
 		{"bad origin", func(c *Config) { c.AllowedOrigins = []string{"good.example"} }, "allowed origin"},
 		{"origin with path", func(c *Config) { c.AllowedOrigins = []string{"https://good.example/app"} }, "allowed origin"},
 		{"star origin", func(c *Config) { c.AllowedOrigins = []string{"*"} }, ""},
+		{"trusted proxies", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"} }, ""},
+		{"bad trusted proxy", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.example"} }, `--trusted-proxies): "proxy.example" is not an IP address or CIDR`},
+		{"trusted proxy prefix too long", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/40"} }, "--trusted-proxies"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -521,7 +536,8 @@ func TestNewValidation(t *testing.T) {
 		d.MaxConnsPerIP != 100 || d.SendQueueFrames != 4096 || d.SendQueueBytes != 8<<20 ||
 		d.PingInterval != 25*time.Second || d.PongTimeout != 60*time.Second ||
 		d.WriteTimeout != 10*time.Second || d.ReadHeaderTimeout != 5*time.Second ||
-		d.HandshakeTimeout != 10*time.Second || d.ReadBufferSize != 1024 || len(d.AllowedOrigins) != 0 {
+		d.HandshakeTimeout != 10*time.Second || d.ReadBufferSize != 1024 || len(d.AllowedOrigins) != 0 ||
+		len(d.TrustedProxies) != 0 {
 		t.Errorf("DefaultConfig() = %+v differs from the documented defaults", d)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
@@ -30,8 +32,8 @@ const closeGrace = time.Second
 // A deadline may be capped (capRead, capWrite) from another goroutine; a
 // cap is never extended by a later refresh.
 type socket struct {
-	net.Conn              // the hijacked conn: *net.TCPConn or *tls.Conn
-	tcp      *net.TCPConn // the same conn when plain TCP: batches use writev
+	net.Conn              // the hijacked conn: *net.TCPConn, *proxyproto.Conn or *tls.Conn
+	tcp      *net.TCPConn // the TCP conn under it when plain TCP: batches use writev
 	rcap     atomic.Int64 // read deadline cap, UnixNano; 0 = none
 	wcap     atomic.Int64 // write deadline cap, UnixNano; 0 = none
 	mu       sync.Mutex   // serialises writes; guards closeSnt
@@ -40,7 +42,14 @@ type socket struct {
 
 func newSocket(c net.Conn) *socket {
 	s := &socket{Conn: c}
-	s.tcp, _ = c.(*net.TCPConn)
+	switch c := c.(type) {
+	case *net.TCPConn:
+		s.tcp = c
+	case *proxyproto.Conn:
+		// Its header is read by now: writes may go straight to the TCP
+		// conn. Reads stay with it, which may hold buffered bytes.
+		s.tcp, _ = c.TCPConn()
+	}
 	return s
 }
 
