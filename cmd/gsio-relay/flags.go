@@ -89,6 +89,7 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.strs("allowed-origins", &t.AllowedOrigins, "allowed Origin `ORIGIN` of browser clients (repeatable; default any)")
 	f.str("ws-tls-cert", &t.TLSCertFile, "TLS certificate `FILE` (PEM) to serve wss")
 	f.str("ws-tls-key", &t.TLSKeyFile, "TLS key `FILE` (PEM) to serve wss")
+	f.strs("trusted-proxies", &t.TrustedProxies, "reverse proxy `CIDR` (repeatable) whose X-Forwarded-For or PROXY protocol (v1/v2) header names the client, for limits, logs and the admin API")
 	f.str("auth-token", &t.AuthToken, "require this bearer `TOKEN` (Authorization header or ?token=) from clients")
 
 	f.cat = "Routing"

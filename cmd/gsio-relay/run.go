@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -208,7 +209,23 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	up.push("admin", adm.Close)
 	log.Info("relay up", "ws", ws.Addr().String(), "admin", adm.Addr().String(), "version", version)
 
-	<-gctx.Done()
+	// SIGHUP reloads the TLS certificate and key (they are also reloaded
+	// when their files change); connections are kept.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case <-gctx.Done():
+			done = true
+		case <-hup:
+			if err := ws.ReloadTLS(); err != nil {
+				log.Error("SIGHUP: TLS reload failed; the old certificate stays", "err", err)
+			} else {
+				log.Info("SIGHUP: TLS certificate reloaded")
+			}
+		}
+	}
 	log.Info("shutting down")
 	if err := stop(nil); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
