@@ -128,7 +128,7 @@ func BenchmarkBroadcast(b *testing.B) {
 			mod := func(cfg *Config) { cfg.Gossip.Sign, cfg.Publish.BatchMax = sign, c.batch }
 			x, y := newNode(b, "x", mod), newNode(b, "y", mod)
 			connectFull(b, x, y)
-			x.NodeJoined("bench")
+			x.NodeJoined("bench", nil)
 			waitRemote(b, y, "bench", true, 5*time.Second)
 			raw := envelope(b, "EntryAnnounce", "id", "bench", "", `{"entry":"`+strings.Repeat("e", 200)+`"}`)
 			b.ResetTimer()

@@ -82,9 +82,9 @@ func TestQUIC(t *testing.T) {
 		t.Fatalf("connection is not QUIC: %v", conns)
 	}
 	testBroadcastOnce(t, b, a)
-	a.NodeJoined("qa")
+	a.NodeJoined("qa", nil)
 	waitRemote(t, b, "qa", true, 5*time.Second)
-	b.NodeJoined("qb")
+	b.NodeJoined("qb", nil)
 	if !b.Direct(envelope(t, "EntryRequest", "q-1", "qb", "qa", `{}`)) {
 		t.Fatal("no relay for qa")
 	}

@@ -33,7 +33,7 @@ func TestBroadcastLine(t *testing.T) {
 func testBroadcastOnce(t *testing.T, from *tnode, to ...*tnode) {
 	t.Helper()
 	id := fmt.Sprintf("m-%d", time.Now().UnixNano())
-	from.NodeJoined("sender-" + from.name)
+	from.NodeJoined("sender-" + from.name, nil)
 	env := envelope(t, "EntryAnnounce", id, "sender-"+from.name, "", `{"n":1}`)
 	if err := from.Broadcast(env); err != nil {
 		t.Fatal(err)
@@ -67,8 +67,8 @@ func testBroadcastOnce(t *testing.T, from *tnode, to ...*tnode) {
 func TestBroadcastMultiHomed(t *testing.T) {
 	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
 	connectFull(t, a, b, c)
-	a.NodeJoined("mh")
-	b.NodeJoined("mh")
+	a.NodeJoined("mh", nil)
+	b.NodeJoined("mh", nil)
 	waitRemote(t, c, "mh", true, 5*time.Second)
 	env := envelope(t, "EntryAnnounce", "dup-1", "mh", "", `{"k":"v"}`)
 	if err := a.Broadcast(env); err != nil {
@@ -108,7 +108,7 @@ func TestBroadcastMultiHomed(t *testing.T) {
 func TestBroadcastBurst(t *testing.T) {
 	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
 	connectLine(t, a, b, c)
-	a.NodeJoined("burster")
+	a.NodeJoined("burster", nil)
 	waitRemote(t, c, "burster", true, 5*time.Second)
 	// Drops before the burst do not count: pubsub may drop a presence
 	// snapshot sent to a peer whose outbound stream is not set up yet
@@ -165,10 +165,10 @@ func TestBroadcastNoSign(t *testing.T) {
 	nosign := func(c *Config) { c.Gossip.Sign = false }
 	a, b, c := newNode(t, "a", nosign), newNode(t, "b", nosign), newNode(t, "c", nosign)
 	connectLine(t, a, b, c)
-	c.NodeJoined("carol")
+	c.NodeJoined("carol", nil)
 	waitRemote(t, a, "carol", true, 5*time.Second)
 	testBroadcastOnce(t, a, b, c)
-	a.NodeJoined("alice")
+	a.NodeJoined("alice", nil)
 	if !a.Direct(envelope(t, "EntryRequest", "ns-1", "alice", "carol", `{}`)) {
 		t.Fatal("no relay for carol")
 	}
@@ -182,7 +182,7 @@ func TestBroadcastNoSign(t *testing.T) {
 func TestBroadcastAtStart(t *testing.T) {
 	b := newNode(t, "b", nil)
 	a := newNode(t, "a", func(c *Config) { c.Discovery.Bootstrap = []string{b.Addrs()[0].String()} })
-	a.NodeJoined("early")
+	a.NodeJoined("early", nil)
 	const total = 20
 	for i := range total {
 		if err := a.Broadcast(envelope(t, "EntryAnnounce", fmt.Sprint("s-", i), "early", "", `{}`)); err != nil {

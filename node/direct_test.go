@@ -18,8 +18,8 @@ func TestDirectLine(t *testing.T) {
 	if a.Host().Network().Connectedness(c.ID()) == network.Connected {
 		t.Fatal("a and c must not be connected at start")
 	}
-	a.NodeJoined("alice")
-	c.NodeJoined("carol")
+	a.NodeJoined("alice", nil)
+	c.NodeJoined("carol", nil)
 	waitRemote(t, a, "carol", true, 5*time.Second)
 	waitRemote(t, c, "alice", true, 5*time.Second)
 
@@ -70,8 +70,8 @@ func TestDirectNACK(t *testing.T) {
 	slow := func(c *Config) { c.Presence.Interval = 5 * time.Second }
 	a, b := newNode(t, "a", slow), newNode(t, "b", slow)
 	connectFull(t, a, b)
-	a.NodeJoined("alice")
-	b.NodeJoined("ghost")
+	a.NodeJoined("alice", nil)
+	b.NodeJoined("ghost", nil)
 	waitRemote(t, a, "ghost", true, 5*time.Second)
 	waitRemote(t, b, "alice", true, 5*time.Second)
 
@@ -102,8 +102,8 @@ func TestDirectDialFailure(t *testing.T) {
 	quick := func(c *Config) { c.Direct.DialTimeout = time.Second; c.Presence.Interval = 5 * time.Second }
 	a, b := newNode(t, "a", quick), newNode(t, "b", quick)
 	connectFull(t, a, b)
-	a.NodeJoined("alice")
-	b.NodeJoined("bob")
+	a.NodeJoined("alice", nil)
+	b.NodeJoined("bob", nil)
 	waitRemote(t, a, "bob", true, 5*time.Second)
 	waitRemote(t, b, "alice", true, 5*time.Second)
 	if err := b.Close(); err != nil {

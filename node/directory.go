@@ -42,7 +42,7 @@ type relayEntry struct {
 	lastSeen time.Time
 	expiry   time.Duration
 	addrs    []ma.Multiaddr
-	nodes    map[string]struct{}
+	nodes    map[string]int64     // held nodes: a key id's proof ts, 0 for other ids
 	left     map[string]time.Time // nodes that left recently
 	snap     *snapAssembly
 }
@@ -52,7 +52,7 @@ type snapAssembly struct {
 	seq   uint64
 	parts int
 	got   map[int]bool
-	nodes map[string]struct{}
+	nodes map[string]int64
 }
 
 func newDirectory(cfg PresenceConfig, m *metrics) *directory {
@@ -84,14 +84,15 @@ func (d *directory) notifyLocked() {
 	d.m.dirRelays.Set(float64(len(d.relays)))
 }
 
-func (d *directory) addLocked(r peer.ID, e *relayEntry, id string) bool {
+func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64) bool {
 	if _, ok := e.nodes[id]; ok {
+		e.nodes[id] = max(e.nodes[id], ts)
 		return true
 	}
 	if len(e.nodes) >= d.maxPerRel || d.entries >= d.maxEntries {
 		return false
 	}
-	e.nodes[id] = struct{}{}
+	e.nodes[id] = ts
 	delete(e.left, id)
 	d.entries++
 	h := d.holders[id]
@@ -121,14 +122,14 @@ func (d *directory) removeLocked(r peer.ID, e *relayEntry, id string, now time.T
 }
 
 // replaceLocked makes set the nodes of relay r.
-func (d *directory) replaceLocked(r peer.ID, e *relayEntry, set map[string]struct{}, now time.Time) (refused int) {
+func (d *directory) replaceLocked(r peer.ID, e *relayEntry, set map[string]int64, now time.Time) (refused int) {
 	for id := range e.nodes {
 		if _, ok := set[id]; !ok {
 			d.removeLocked(r, e, id, now)
 		}
 	}
-	for id := range set {
-		if !d.addLocked(r, e, id) {
+	for id, ts := range set {
+		if !d.addLocked(r, e, id, ts) {
 			refused++
 		}
 	}
@@ -145,7 +146,7 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, n
 			d.m.dirRefused.Inc()
 			return
 		}
-		e = &relayEntry{epoch: p.Epoch, nodes: map[string]struct{}{}, left: map[string]time.Time{}}
+		e = &relayEntry{epoch: p.Epoch, nodes: map[string]int64{}, left: map[string]time.Time{}}
 		d.relays[r] = e
 	}
 	switch {
@@ -168,7 +169,7 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, n
 		switch p.Type {
 		case presenceJoin:
 			for _, id := range p.Nodes {
-				if !d.addLocked(r, e, id) {
+				if !d.addLocked(r, e, id, p.Proofs[id].TS) {
 					refused++
 				}
 			}
@@ -181,16 +182,16 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, n
 		case presenceSnapshot:
 			parts := max(p.Parts, 1)
 			if parts == 1 {
-				set := make(map[string]struct{}, len(p.Nodes))
+				set := make(map[string]int64, len(p.Nodes))
 				for _, id := range p.Nodes {
-					set[id] = struct{}{}
+					set[id] = p.Proofs[id].TS
 				}
 				refused = d.replaceLocked(r, e, set, now)
 				e.seq, e.snap = p.Seq, nil
 				break
 			}
 			if e.snap == nil || e.snap.seq < p.Seq {
-				e.snap = &snapAssembly{seq: p.Seq, parts: parts, got: map[int]bool{}, nodes: map[string]struct{}{}}
+				e.snap = &snapAssembly{seq: p.Seq, parts: parts, got: map[int]bool{}, nodes: map[string]int64{}}
 			}
 			if e.snap.seq != p.Seq || e.snap.parts != parts {
 				break
@@ -199,7 +200,7 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, n
 				e.snap.got[p.Part] = true
 				for _, id := range p.Nodes {
 					if len(e.snap.nodes) < d.maxPerRel {
-						e.snap.nodes[id] = struct{}{}
+						e.snap.nodes[id] = p.Proofs[id].TS
 					}
 				}
 			}
@@ -271,13 +272,22 @@ func (d *directory) speaks(origin peer.ID, node string, now time.Time) speakVerd
 	return v
 }
 
-// holdersOf returns the relays holding node.
+// holdersOf returns the relays holding node. For a key id, only those
+// whose proof is the newest (the node's latest bind) are returned: a relay
+// the node left cannot draw its direct traffic from the relay it is on.
 func (d *directory) holdersOf(node string) []peer.ID {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]peer.ID, 0, len(d.holders[node]))
+	var newest int64
 	for r := range d.holders[node] {
-		out = append(out, r)
+		ts := d.relays[r].nodes[node]
+		switch {
+		case ts > newest:
+			newest, out = ts, append(out[:0], r)
+		case ts == newest:
+			out = append(out, r)
+		}
 	}
 	return out
 }

@@ -73,7 +73,7 @@ func (b *bareHost) connect(t *testing.T, n *tnode) {
 func TestHostilePeer(t *testing.T) {
 	a, b := newNode(t, "a", nil), newNode(t, "b", nil)
 	connectFull(t, a, b)
-	a.NodeJoined("alice")
+	a.NodeJoined("alice", nil)
 	waitRemote(t, b, "alice", true, 5*time.Second)
 
 	bt, pt := a.Topics()

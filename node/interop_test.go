@@ -114,7 +114,7 @@ func TestPlainGossipSubPeer(t *testing.T) {
 		waitDelivered(t, n, "plain-node-2", "p-3", 1)
 	}
 
-	b.NodeJoined("bnode")
+	b.NodeJoined("bnode", nil)
 	env := envelope(t, "EntryAnnounce", "to-plain", "bnode", "", `{"e":2}`)
 	if err := b.Broadcast(env); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestSpeakForRace(t *testing.T) {
 	wait := func(c *Config) { c.Presence.SpeakForWait = 3 * time.Second }
 	a, b, c := newNode(t, "a", wait), newNode(t, "b", wait), newNode(t, "c", wait)
 	connectFull(t, a, b, c)
-	a.NodeJoined("mover")
+	a.NodeJoined("mover", nil)
 	waitRemote(t, c, "mover", true, 5*time.Second)
 
 	// mover now connects to b; b publishes its message first.
@@ -151,7 +151,7 @@ func TestSpeakForRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // the join is late (SpeakForWait is 3 s)
-	b.NodeJoined("mover")
+	b.NodeJoined("mover", nil)
 	a.NodeLeft("mover")
 	waitDelivered(t, c, "mover", "race-1", 1)
 	waitDelivered(t, a, "mover", "race-1", 1)
@@ -168,7 +168,7 @@ func TestSpeakForRace(t *testing.T) {
 func TestSpeakForForgery(t *testing.T) {
 	a, b, c := newNode(t, "a", nil), newNode(t, "b", nil), newNode(t, "c", nil)
 	connectFull(t, a, b, c)
-	a.NodeJoined("alice")
+	a.NodeJoined("alice", nil)
 	waitRemote(t, b, "alice", true, 5*time.Second)
 	waitRemote(t, c, "alice", true, 5*time.Second)
 

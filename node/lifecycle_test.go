@@ -35,7 +35,7 @@ func TestLifecycle(t *testing.T) {
 	if n.Direct(envelope(t, "X", "1", "s", "r", `{}`)) {
 		t.Fatal("Direct after Close")
 	}
-	n.NodeJoined("x") // must not block or panic
+	n.NodeJoined("x", nil) // must not block or panic
 	n.NodeLeft("x")
 }
 

@@ -278,9 +278,12 @@ func TestFederationNotOverLimitedConn(t *testing.T) {
 	if _, err := reserve(t, n2.Host(), r.addrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	// n1 keeps only a circuit to n2.
+	// n1 keeps only a circuit to n2. n2's presence (through r) tells n1
+	// its direct addresses, and Connect dials every known address: forget
+	// them, so that only the circuit is dialled.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	n1.Host().Peerstore().ClearAddrs(n2.ID())
 	if err := n1.Host().Connect(network.WithAllowLimitedConn(ctx, "test"), circuitAddr(t, r, n2.ID())); err != nil {
 		t.Fatalf("n1 connect to n2 through r: %v", err)
 	}
@@ -297,8 +300,8 @@ func TestFederationNotOverLimitedConn(t *testing.T) {
 		}
 		return nil
 	})
-	n1.NodeJoined("alice")
-	n2.NodeJoined("bob")
+	n1.NodeJoined("alice", nil)
+	n2.NodeJoined("bob", nil)
 	waitRemote(t, n1, "bob", true, 5*time.Second)
 	if !n1.Direct(envelope(t, "EntryRequest", "lim-1", "alice", "bob", `{}`)) {
 		t.Fatal("no relay for bob")

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/nodeauth"
 )
 
 // Receiver is what the node delivers to: the router (relay.Inbound).
@@ -276,7 +277,7 @@ func (n *Node) Direct(env *message.Envelope) bool { return n.direct.send(env) }
 
 // NodeJoined records a local node and announces it at once (a join
 // message) and in every snapshot. It never blocks.
-func (n *Node) NodeJoined(nodeID string) { n.presence.joined(nodeID) }
+func (n *Node) NodeJoined(nodeID string, proof *nodeauth.Proof) { n.presence.joined(nodeID, proof) }
 
 // NodeLeft removes a local node and announces the leave at once.
 func (n *Node) NodeLeft(nodeID string) { n.presence.left(nodeID) }

@@ -13,7 +13,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/gsio-net/gsio-relay/internal/ttlset"
 	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/nodeauth"
 )
 
 // Presence message types.
@@ -32,6 +34,9 @@ const (
 	maxAddrsPerRelay = 16
 	// maxSnapshotParts bounds the parts of one snapshot.
 	maxSnapshotParts = 64
+	// proofJSONBytes bounds the JSON of one proof in presence (relay id,
+	// 43-byte nonce, ts, 86-byte sig and the keys).
+	proofJSONBytes = 400
 )
 
 // presenceMessage is the JSON carried on the presence topic
@@ -47,6 +52,9 @@ type presenceMessage struct {
 	Nodes      []string `json:"nodes"`           // snapshot: all (this part's) nodes; join/leave: the change
 	Part       int      `json:"part,omitempty"`  // snapshot: 0-based part index
 	Parts      int      `json:"parts,omitempty"` // snapshot: number of parts; absent = 1
+	// Proofs: for each key id in Nodes (snapshot, join), the node's proof
+	// that it bound to this relay (docs/PROTOCOL.md 5.5).
+	Proofs map[string]nodeauth.Proof `json:"proofs,omitempty"`
 }
 
 // presence owns the presence topic and the directory built from it. It
@@ -63,11 +71,13 @@ type presence struct {
 	epoch int64 // this run's boot time, unix ms
 
 	mu      sync.Mutex
-	local   map[string]struct{}
-	pending map[string]bool // join (true) or leave (false) not yet announced
+	local   map[string]*nodeauth.Proof // local nodes; a key id's proof, nil for other ids
+	pending map[string]bool            // join (true) or leave (false) not yet announced
 
 	kick     chan struct{} // pending changed
 	snapKick chan struct{} // a peer joined the topic
+
+	verified *ttlset.Set[proofKey] // presence claims whose proof verified
 }
 
 func newPresence(parent context.Context, c core, dir *directory, g *gossip) *presence {
@@ -77,10 +87,11 @@ func newPresence(parent context.Context, c core, dir *directory, g *gossip) *pre
 		g:        g,
 		dir:      dir,
 		epoch:    time.Now().UnixMilli(),
-		local:    map[string]struct{}{},
+		local:    map[string]*nodeauth.Proof{},
 		pending:  map[string]bool{},
 		kick:     make(chan struct{}, 1),
 		snapKick: make(chan struct{}, 1),
+		verified: ttlset.New[proofKey](1<<16, time.Hour, nil),
 	}
 }
 
@@ -125,6 +136,9 @@ func parsePresence(data []byte, maxSize int) (*presenceMessage, peer.ID, []ma.Mu
 	}
 	if len(p.Nodes) > maxPresenceNodes {
 		return nil, "", nil, "too_many_nodes"
+	}
+	if len(p.Proofs) > len(p.Nodes) || (p.Type == presenceLeave && len(p.Proofs) > 0) {
+		return nil, "", nil, "bad_proofs"
 	}
 	for _, id := range p.Nodes {
 		if id == "" || len(id) > message.MaxIDLen || !utf8.ValidString(id) {
@@ -173,9 +187,51 @@ func (p *presence) validate(_ context.Context, src peer.ID, m *pubsub.Message) p
 		p.m.validated("presence", pubsub.ValidationIgnore, "own_origin")
 		return pubsub.ValidationIgnore
 	}
+	if msg.Type != presenceLeave {
+		msg.Nodes = p.proven(relay, msg)
+	}
 	m.ValidatorData = &presenceData{msg: msg, relay: relay, addrs: addrs}
 	p.m.validated("presence", pubsub.ValidationAccept, "")
 	return pubsub.ValidationAccept
+}
+
+// proven returns msg's nodes less the key ids whose proof for relay is
+// missing or invalid (a claim the relay cannot back: ignored, counted).
+// A verified (relay, key id, sig) is remembered, so a snapshot repeating
+// a proof costs a map look-up, not an Ed25519 verification.
+func (p *presence) proven(relay peer.ID, msg *presenceMessage) []string {
+	out := msg.Nodes[:0:0]
+	now := time.Now()
+	for _, id := range msg.Nodes {
+		if !nodeauth.IsKeyID(id) {
+			out = append(out, id)
+			continue
+		}
+		proof, ok := msg.Proofs[id]
+		if !ok {
+			p.m.unproven.Inc()
+			continue
+		}
+		k := proofKey{relay, id, proof.Sig, proof.TS}
+		if !p.verified.Has(k) {
+			if err := proof.VerifyClaim(id, msg.Relay, now); err != nil {
+				p.m.unproven.Inc()
+				p.log.Debug("key id claim without a valid proof ignored", "remote", relay.String(), "node", id, "err", err)
+				continue
+			}
+			p.verified.Add(k)
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+// proofKey identifies a verified presence claim.
+type proofKey struct {
+	relay peer.ID
+	id    string
+	sig   string
+	ts    int64
 }
 
 // apply records an accepted presence message in the directory.
@@ -192,10 +248,12 @@ func (p *presence) apply(m *pubsub.Message) {
 	p.dir.apply(d.relay, d.msg, d.addrs, time.Now())
 }
 
-// joined records a local node; presenceLoop announces it.
-func (p *presence) joined(nodeID string) {
+// joined records a local node (with a key id's proof, nil otherwise);
+// presenceLoop announces it. A node that binds again with a newer proof is
+// announced again.
+func (p *presence) joined(nodeID string, proof *nodeauth.Proof) {
 	p.mu.Lock()
-	p.local[nodeID] = struct{}{}
+	p.local[nodeID] = proof
 	p.pending[nodeID] = true
 	p.mu.Unlock()
 	p.kickLoop()
@@ -244,11 +302,17 @@ func (p *presence) presenceLoop() {
 	flush := func() {
 		p.mu.Lock()
 		var joins, leaves []string
+		proofs := map[string]nodeauth.Proof{}
 		for id, joined := range p.pending {
-			if joined {
-				joins = append(joins, id)
-			} else {
+			if !joined {
 				leaves = append(leaves, id)
+				continue
+			}
+			if pr, ok := p.local[id]; ok {
+				joins = append(joins, id)
+				if pr != nil {
+					proofs[id] = *pr
+				}
 			}
 		}
 		clear(p.pending)
@@ -260,15 +324,19 @@ func (p *presence) presenceLoop() {
 			for _, c := range chunkNodes(kind.ids, p.cfg.MaxMessageSize) {
 				seq++
 				send(&presenceMessage{Type: kind.typ, Relay: p.self.String(), Epoch: p.epoch, Seq: seq,
-					IntervalMS: interval.Milliseconds(), Addrs: p.addrs(), Nodes: c})
+					IntervalMS: interval.Milliseconds(), Addrs: p.addrs(), Nodes: c, Proofs: proofsOf(c, proofs)})
 			}
 		}
 	}
 	snapshot := func() {
 		p.mu.Lock()
 		nodes := make([]string, 0, len(p.local))
-		for id := range p.local {
+		proofs := map[string]nodeauth.Proof{}
+		for id, pr := range p.local {
 			nodes = append(nodes, id)
+			if pr != nil {
+				proofs[id] = *pr
+			}
 		}
 		p.mu.Unlock()
 		slices.Sort(nodes)
@@ -286,7 +354,7 @@ func (p *presence) presenceLoop() {
 		for i, c := range chunks {
 			msg := &presenceMessage{
 				Type: presenceSnapshot, Relay: p.self.String(), Epoch: p.epoch, Seq: seq,
-				IntervalMS: interval.Milliseconds(), Addrs: addrs, Nodes: c,
+				IntervalMS: interval.Milliseconds(), Addrs: addrs, Nodes: c, Proofs: proofsOf(c, proofs),
 			}
 			if len(chunks) > 1 {
 				msg.Part, msg.Parts = i, len(chunks)
@@ -369,6 +437,20 @@ func (p *presence) addrs() []string {
 	return out
 }
 
+// proofsOf picks the proofs of ids (nil when none is a key id).
+func proofsOf(ids []string, all map[string]nodeauth.Proof) map[string]nodeauth.Proof {
+	var out map[string]nodeauth.Proof
+	for _, id := range ids {
+		if pr, ok := all[id]; ok {
+			if out == nil {
+				out = map[string]nodeauth.Proof{}
+			}
+			out[id] = pr
+		}
+	}
+	return out
+}
+
 // chunkNodes splits ids into lists whose JSON encoding stays well within
 // maxSize (the rest of a presence message is < 4 KiB).
 func chunkNodes(ids []string, maxSize int) [][]string {
@@ -378,12 +460,16 @@ func chunkNodes(ids []string, maxSize int) [][]string {
 	size := 0
 	for _, id := range ids {
 		b, _ := json.Marshal(id)
-		if len(cur) > 0 && (size+len(b)+1 > limit || len(cur) >= maxPresenceNodes) {
+		n := len(b) + 1
+		if nodeauth.IsKeyID(id) {
+			n += 2*len(b) + proofJSONBytes // the key again, and its proof
+		}
+		if len(cur) > 0 && (size+n > limit || len(cur) >= maxPresenceNodes) {
 			out = append(out, cur)
 			cur, size = nil, 0
 		}
 		cur = append(cur, id)
-		size += len(b) + 1
+		size += n
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)

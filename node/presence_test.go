@@ -18,7 +18,7 @@ func TestPresenceJoinLeave(t *testing.T) {
 	a, b, c := newNode(t, "a", def), newNode(t, "b", def), newNode(t, "c", def)
 	connectLine(t, a, b, c)
 
-	a.NodeJoined("node-x")
+	a.NodeJoined("node-x", nil)
 	dc := waitRemote(t, c, "node-x", true, 5*time.Second)
 	db := waitRemote(t, b, "node-x", true, 5*time.Second)
 	t.Logf("join seen at c after %v, at b after %v", dc, db)
@@ -33,7 +33,7 @@ func TestPresenceJoinLeave(t *testing.T) {
 
 	// A relay that joins later learns the existing nodes from the next
 	// snapshot.
-	a.NodeJoined("node-y")
+	a.NodeJoined("node-y", nil)
 	waitRemote(t, c, "node-y", true, 5*time.Second)
 	d := newNode(t, "d", def)
 	connect(t, d, c)
@@ -51,8 +51,8 @@ func TestPresenceExpiry(t *testing.T) {
 	}
 	a, b, c := newNode(t, "a", def), newNode(t, "b", def), newNode(t, "c", def)
 	connectFull(t, a, b, c)
-	c.NodeJoined("c-1")
-	c.NodeJoined("c-2")
+	c.NodeJoined("c-1", nil)
+	c.NodeJoined("c-2", nil)
 	waitRemote(t, a, "c-2", true, 5*time.Second)
 	waitRemote(t, b, "c-2", true, 5*time.Second)
 
@@ -86,7 +86,7 @@ func TestRestartSameIdentity(t *testing.T) {
 		c.Discovery.Bootstrap = []string{a.Addrs()[0].String()}
 	})
 	waitMesh(t, a, b)
-	b.NodeJoined("old")
+	b.NodeJoined("old", nil)
 	waitRemote(t, a, "old", true, 5*time.Second)
 	oldID := b.ID()
 	if err := b.Close(); err != nil {
@@ -104,7 +104,7 @@ func TestRestartSameIdentity(t *testing.T) {
 		t.Fatalf("peer id after restart %s, want %s", b2.ID(), oldID)
 	}
 	waitMesh(t, a, b2)
-	b2.NodeJoined("new")
+	b2.NodeJoined("new", nil)
 	waitRemote(t, a, "new", true, 5*time.Second)
 	if hasRemote(a, "old") {
 		t.Fatal("a still lists the node of b's previous run")

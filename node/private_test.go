@@ -94,7 +94,7 @@ func TestSwarmKey(t *testing.T) {
 	dialFails(t, other, a)
 	connect(t, c, a)
 	waitMesh(t, a, c)
-	c.NodeJoined("carol")
+	c.NodeJoined("carol", nil)
 	waitRemote(t, a, "carol", true, 5*time.Second)
 
 	bad := filepath.Join(t.TempDir(), "bad.key")
@@ -174,7 +174,7 @@ func TestAllowRelayClients(t *testing.T) {
 		t.Fatalf("stranger's direct stream: %v, want a reset", err)
 	}
 	// b, listed, still federates with a.
-	b.NodeJoined("bob")
+	b.NodeJoined("bob", nil)
 	waitRemote(t, a, "bob", true, 5*time.Second)
 	if hasRemote(stranger, "bob") {
 		t.Fatal("the stranger learnt a's presence")

@@ -336,6 +336,12 @@ func checkEnvelope(data []byte, maxSize int, direct bool) (message.Envelope, str
 	if env.ID == "" {
 		return env, "missing_message_id"
 	}
+	// The id "relay" and the Relay* types belong to relays: no relay may
+	// pass a node's message that claims them (SPEC 6), nor address one to
+	// "relay" (a request to a relay is never routed).
+	if env.Sender == message.RelayNodeID || env.Recipient == message.RelayNodeID || message.RelayType(env.Type) {
+		return env, "reserved"
+	}
 	if direct && env.Recipient == "" {
 		return env, "broadcast_on_direct"
 	}

@@ -7,6 +7,8 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gsio-net/gsio-relay/nodeauth"
 )
 
 // speakForPendingMax bounds the messages of one origin held by the
@@ -33,9 +35,9 @@ func newSpeakFor(done <-chan struct{}, dir *directory, isLocal func(string) bool
 // check decides on a message with sender_id sender from relay origin:
 //
 //   - origin announces sender (or announced it within SpeakForWait): accept;
-//   - origin is not a relay (never sent presence) and no relay (this one
-//     included) holds sender: accept (a plain GossipSub peer speaks for
-//     itself);
+//   - origin is not a relay (never sent presence), no relay (this one
+//     included) holds sender and sender is not a key id: accept (a plain
+//     GossipSub peer speaks for itself);
 //   - otherwise wait until deadline (SpeakForWait after the message, or
 //     after the batch, arrived) for origin's presence to announce sender (a
 //     join racing the message); then reject.
@@ -43,7 +45,9 @@ func (s *speakFor) check(ctx context.Context, origin peer.ID, sender string, dea
 	var timer *time.Timer
 	for {
 		v := s.dir.speaks(origin, sender, time.Now())
-		if v.held || (!v.originKnown && !v.heldElsewhere && !s.isLocal(sender)) {
+		// A key id is spoken for only by a relay holding it with the
+		// node's proof: rule 2 (a plain peer) never covers one.
+		if v.held || (!v.originKnown && !v.heldElsewhere && !s.isLocal(sender) && !nodeauth.IsKeyID(sender)) {
 			return pubsub.ValidationAccept, ""
 		}
 		if timer == nil {

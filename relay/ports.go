@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
@@ -48,8 +49,10 @@ type Mesh interface {
 	// env.Recipient. It reports false when no relay is known to hold it.
 	// It must not block on the network for long.
 	Direct(env *message.Envelope) bool
-	// NodeJoined and NodeLeft announce a change of the local nodes.
-	NodeJoined(nodeID string)
+	// NodeJoined and NodeLeft announce a change of the local nodes. proof
+	// is a key id's proof for this relay (nil for other ids); NodeJoined
+	// is called again when a key id binds anew with a newer proof.
+	NodeJoined(nodeID string, proof *nodeauth.Proof)
 	NodeLeft(nodeID string)
 	// RemoteNodes lists node ids held by other relays (any order, may
 	// contain local ids for multi-homed nodes).

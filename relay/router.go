@@ -250,10 +250,10 @@ func (r *Router) bind(s *Session, id string) {
 	r.nodes[id] = s
 	r.localGen.Add(1)
 	s.nodeID = id
-	if old == nil {
+	if old == nil || s.auth.proof != nil {
 		r.metrics.LocalNodes.Set(float64(len(r.nodes)))
 		if r.mesh != nil {
-			r.mesh.NodeJoined(id)
+			r.mesh.NodeJoined(id, s.auth.proof)
 		}
 	}
 	r.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/wsframe"
 )
 
@@ -360,7 +361,7 @@ func (m *memMesh) Direct(env *message.Envelope) bool {
 	return false
 }
 
-func (m *memMesh) NodeJoined(id string) {
+func (m *memMesh) NodeJoined(id string, _ *nodeauth.Proof) {
 	m.mu.Lock()
 	m.joined = append(m.joined, "+"+id)
 	m.mu.Unlock()
