@@ -33,7 +33,7 @@ func TestBroadcastLine(t *testing.T) {
 func testBroadcastOnce(t *testing.T, from *tnode, to ...*tnode) {
 	t.Helper()
 	id := fmt.Sprintf("m-%d", time.Now().UnixNano())
-	from.NodeJoined("sender-" + from.name, nil)
+	from.NodeJoined("sender-"+from.name, nil)
 	env := envelope(t, "EntryAnnounce", id, "sender-"+from.name, "", `{"n":1}`)
 	if err := from.Broadcast(env); err != nil {
 		t.Fatal(err)

@@ -71,9 +71,9 @@ func TestKeyIDPresenceClaims(t *testing.T) {
 	_, forged := proofFor(a, nodeKey(9), time.Now().Add(time.Minute)) // another key's signature
 	forged.Relay = evil.ID().String()
 	claims := []map[string]nodeauth.Proof{
-		nil,                     // no proof
-		{kid: *proof},           // b's proof, replayed by another relay
-		{kid: *forged},          // a proof for evil, signed by the wrong key
+		nil,            // no proof
+		{kid: *proof},  // b's proof, replayed by another relay
+		{kid: *forged}, // a proof for evil, signed by the wrong key
 		{kid: {Relay: evil.ID().String(), Nonce: proof.Nonce, TS: time.Now().Add(time.Hour).UnixMilli(), Sig: proof.Sig}},
 	}
 	epoch := time.Now().UnixMilli()
