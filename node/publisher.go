@@ -245,6 +245,19 @@ func (p *publisher) validate(ctx context.Context, src peer.ID, m *pubsub.Message
 		p.log.Debug("broadcast rejected", "remote", src.String(), "reason", reason)
 		return pubsub.ValidationReject
 	}
+	// A live broadcast carries the federation ts its entry relay gave it
+	// (a plain GossipSub peer may leave it out; the receiving relay then
+	// stamps it). One far from this relay's clock is a relay with a wrong
+	// clock or a backdating one: ignored, not penalised (clock skew is not
+	// hostile).
+	now := time.Now().UnixMilli()
+	for k := range envs {
+		if ts := envs[k].TS; ts != 0 && (ts > now+maxTSSkew.Milliseconds() || ts < now-maxTSAge.Milliseconds()) {
+			p.m.validated("broadcast", pubsub.ValidationIgnore, "bad_ts")
+			p.log.Debug("broadcast ignored", "remote", src.String(), "reason", "bad_ts", "ts", ts)
+			return pubsub.ValidationIgnore
+		}
+	}
 	o := p.g.origin(m)
 	if o == p.self {
 		// Our own message from an earlier run, replayed by a peer.
@@ -285,6 +298,12 @@ func (p *publisher) deliver(m *pubsub.Message) {
 		p.recv.Deliver(&a.envs[k])
 	}
 }
+
+// Bounds of a live broadcast's ts against the receiver's clock.
+const (
+	maxTSSkew = time.Minute      // ahead of our clock
+	maxTSAge  = 10 * time.Minute // behind it (live gossip is seconds old)
+)
 
 // checkBroadcast validates the data of a broadcast topic message: one GSIO
 // broadcast message, or a batch of 1 to maxBatchMessages of them, each at
