@@ -146,6 +146,16 @@ func (r *Router) relayRequest(s *Session, env *message.Envelope) {
 	switch env.Type {
 	case message.TypeNodeAuth:
 		r.nodeAuth(s, env)
+	case TypeHistoryRequest:
+		switch {
+		case s.nodeID == "":
+			r.refuse(s, env, DropUnauthenticated, message.CodeAuthRequired, "bind a node id before HistoryRequest")
+		case env.Sender != s.nodeID:
+			r.refuse(s, env, DropSenderMismatch, message.CodeSenderMismatch,
+				"sender_id differs from the node id bound to this connection")
+		default:
+			r.answerHistory(s, env)
+		}
 	default:
 		r.refuse(s, env, DropInvalid, message.CodeInvalidMessage,
 			"the relay does not answer "+quote(env.Type))

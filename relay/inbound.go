@@ -17,6 +17,7 @@ import (
 func (s *Session) Frame(data []byte) {
 	r := s.r
 	s.in.Add(1)
+	defer r.resumeIfBound(s)
 	if !r.admit(s, data) {
 		return
 	}
@@ -50,6 +51,10 @@ func (s *Session) Frame(data []byte) {
 		r.metrics.DedupHits.Inc()
 		r.log.Debug("duplicate dropped", "node", env.Sender, "id", env.ID)
 		return
+	}
+	if env.Broadcast() {
+		// The federation timestamp, set once where the message enters.
+		env.SetTS(r.now().UnixMilli())
 	}
 	r.metrics.countIn(env.Type, RouteLocal, len(env.Raw))
 	// The frame holds the one copy of the message that outlives data (a
@@ -114,6 +119,7 @@ func (r *Router) broadcast(s *Session, env *message.Envelope, f *wsframe.Frame) 
 		}
 		r.metrics.countOut(env.Type, RouteGossip, len(env.Raw), 1)
 	}
+	r.record(env, f)
 	n := r.fanout(f, env.Sender)
 	r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), n)
 	if env.Type == message.TypeNodeListRequest {
@@ -151,14 +157,14 @@ const nodeListPageBytes = 64 << 10
 
 // answerNodeList sends the federation's node list, in pages of at most
 // 64 KiB of ids and NodeListMaxBytes in all (so that one answer never
-// overflows a send queue), at most 5 times a second per connection.
+// overflows a send queue), at most 20 times a second per connection.
 func (r *Router) answerNodeList(s *Session, env *message.Envelope) {
 	if s.nodeLists == nil {
-		s.nodeLists = rate.NewLimiter(5, 5)
+		s.nodeLists = rate.NewLimiter(20, 20)
 	}
 	if !s.nodeLists.Allow() {
 		r.refuse(s, env, DropRateLimited, message.CodeRateLimited,
-			"NodeListRequest is answered at most 5 times a second")
+			"NodeListRequest is answered at most 20 times a second")
 		return
 	}
 	for _, b := range message.NodeListPages(r.cfg.RelayID, env.Sender, r.Nodes(), nodeListPageBytes, r.cfg.NodeListMaxBytes) {

@@ -14,8 +14,13 @@ func (r *Router) Deliver(env *message.Envelope) {
 		r.metrics.DedupHits.Inc()
 		return
 	}
+	if env.Broadcast() && env.TS == 0 {
+		// From a plain GossipSub peer: it enters the federation here.
+		env.SetTS(r.now().UnixMilli())
+	}
 	f := wsframe.NewText(env.Raw)
 	if env.Broadcast() {
+		r.record(env, f)
 		r.metrics.countIn(env.Type, RouteGossip, len(env.Raw))
 		r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), r.fanout(f, env.Sender))
 		return

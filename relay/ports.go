@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"context"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/history"
 	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/wsframe"
@@ -18,6 +20,14 @@ const (
 	ClosePolicy   = 1008 // RFC 6455 policy violation: flooding, bad node_id
 	CloseReplaced = 4000 // the node id was taken over by a newer connection
 )
+
+// History is the relay's store of broadcasts (history.Store implements
+// it). Append must not block; Range may (it runs on the reader's pump).
+type History interface {
+	Append(ts int64, sender, id string, frame []byte)
+	Flush(ctx context.Context) error
+	Range(since, until int64, limit int, skipSender string, fn func(ts int64, sender string, frame []byte) error) (history.Result, error)
+}
 
 // Conn is one client connection as the router sees it.
 type Conn interface {

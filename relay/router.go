@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,8 @@ type Config struct {
 
 	NodeListMaxBytes int // node ids in one NodeListResponse answer (in pages of 64 KiB); default 1 MiB
 
+	ReplayTimeout time.Duration // a replay (resume, HistoryRequest) whose reader does not read this long: slow consumer; default 30s
+
 	NodeAuth    string        // AuthOpen or AuthRequired; default AuthOpen
 	BindTimeout time.Duration // a connection not bound this long is closed 4001; default 10s
 }
@@ -43,6 +46,7 @@ func DefaultConfig() Config {
 		DedupTTL:  2 * time.Minute,
 
 		NodeListMaxBytes: 1 << 20,
+		ReplayTimeout:    30 * time.Second,
 
 		NodeAuth:    AuthOpen,
 		BindTimeout: 10 * time.Second,
@@ -65,6 +69,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--node-auth must be %q or %q, not %q", AuthOpen, AuthRequired, c.NodeAuth)
 	case c.NodeListMaxBytes < 1024:
 		return errors.New("--node-list-max-bytes must be at least 1024")
+	case c.ReplayTimeout <= 0:
+		return errors.New("replay timeout must be positive")
 	case c.BindTimeout <= 0:
 		return errors.New("--bind-timeout must be positive")
 	}
@@ -88,6 +94,11 @@ func WithRelayPeerID(id string) Option { return func(r *Router) { r.relayPeerID 
 // (--node-jwt-key; default none: tokens are refused).
 func WithJWTVerifier(v *nodeauth.JWTVerifier) Option { return func(r *Router) { r.jwt = v } }
 
+// WithHistory makes the router record broadcasts in h and answer
+// HistoryRequest and ?since_ms= from it (default none: empty answers,
+// never complete).
+func WithHistory(h History) Option { return func(r *Router) { r.hist = h } }
+
 // WithClock sets the clock of proofs and tokens (default time.Now).
 func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = now } }
 
@@ -102,6 +113,7 @@ type Router struct {
 
 	relayPeerID string                // challenges name it; "" refuses key ids
 	jwt         *nodeauth.JWTVerifier // nil refuses tokens
+	hist        History               // nil: no history
 	now         func() time.Time
 
 	mu       sync.RWMutex
@@ -155,6 +167,21 @@ type Session struct {
 	in, out   atomic.Uint64
 	auth      authState
 	nodeLists *rate.Limiter // NodeListRequest answers; read pump only, made on first use
+	histories *rate.Limiter // HistoryRequest answers; likewise
+
+	// Resume (history.go): resumeSince is ?since_ms= (-1: none);
+	// pendingResume is set by bind for the read pump to run the replay.
+	resumeSince   int64
+	pendingResume bool
+	// While replaying, live frames wait in backlog. replayingA mirrors
+	// replaying for a lock-free check on the send path; it is set before
+	// the session is visible to senders and cleared under backlogMu.
+	replayingA   atomic.Bool
+	backlogMu    sync.Mutex
+	replaying    bool
+	backlog      []*wsframe.Frame
+	backlogBytes int
+	backlogOver  bool
 }
 
 // LocalNodes returns the node ids bound on this relay, sorted.
@@ -220,8 +247,27 @@ func (r *Router) Open(c Conn) *Session {
 		c.Close(ClosePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
 		return s
 	}
+	s.resumeSince = -1
+	if v := c.Query("since_ms"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			c.Close(ClosePolicy, "since_ms must be an integer >= 0 (unix ms)")
+			return s
+		}
+		s.resumeSince = n
+	}
 	r.openAuth(s)
+	r.resumeIfBound(s)
 	return s
+}
+
+// resumeIfBound runs the replay of ?since_ms= once bind asked for it (on
+// the read pump, after the frame or the connect that bound the id).
+func (r *Router) resumeIfBound(s *Session) {
+	if s.pendingResume {
+		s.pendingResume = false
+		r.resume(s)
+	}
 }
 
 // Closed forgets the connection and announces the node's leave, unless a
@@ -245,6 +291,12 @@ func (s *Session) Closed() {
 // bind makes s the connection of node id; an older connection of the same
 // id on this relay is closed with CloseReplaced.
 func (r *Router) bind(s *Session, id string) {
+	if s.resumeSince >= 0 && s.nodeID == "" {
+		// Live frames wait from the moment the node is visible.
+		s.replaying = true
+		s.replayingA.Store(true)
+		s.pendingResume = true
+	}
 	r.mu.Lock()
 	old := r.nodes[id]
 	r.nodes[id] = s
@@ -291,6 +343,10 @@ func (r *Router) fanout(f *wsframe.Frame, except string) int {
 // send queues f to s and counts it for the session; a refused send
 // (closing connection, slow consumer) is counted as a drop.
 func (r *Router) send(s *Session, f *wsframe.Frame) bool {
+	if s.replayingA.Load() && s.hold(f) {
+		s.out.Add(1)
+		return true
+	}
 	if err := s.conn.Send(f); err != nil {
 		r.metrics.drop(DropSendRefused)
 		return false

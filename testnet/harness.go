@@ -3,6 +3,7 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gsio-net/gsio-relay/admin"
+	"github.com/gsio-net/gsio-relay/history"
 	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/gsio-net/gsio-relay/node"
 	"github.com/gsio-net/gsio-relay/relay"
@@ -41,6 +43,7 @@ type Relay struct {
 	Admin    *admin.Server
 	AdminURL string
 	Registry *prometheus.Registry
+	History  *history.Store // in DataDir/history, kept across Restart
 	boot     []string
 }
 
@@ -141,7 +144,15 @@ func (h *Harness) start(r *Relay) {
 	if h.relayCfg != nil {
 		h.relayCfg(r.Index, &rcfg)
 	}
-	ropts = append(ropts, relay.WithRelayPeerID(nd.ID().String()))
+	hc := history.DefaultConfig()
+	hc.Dir = filepath.Join(r.DataDir, "history")
+	hc.JanitorInterval = 100 * time.Millisecond
+	store, err := history.Open(hc, history.WithLogger(testutil.Logger().With("relay", r.Index)))
+	if err != nil {
+		t.Fatalf("relay %d: history: %v", r.Index, err)
+	}
+	r.History = store
+	ropts = append(ropts, relay.WithRelayPeerID(nd.ID().String()), relay.WithHistory(store))
 	rt, err := relay.New(rcfg, nd, append(ropts, h.relayOpts...)...)
 	if err != nil {
 		t.Fatalf("relay %d: router: %v", r.Index, err)
@@ -193,6 +204,9 @@ func (r *Relay) Stop(t testing.TB) {
 	}
 	if err := r.Node.Close(); err != nil {
 		t.Errorf("relay %d: close node: %v", r.Index, err)
+	}
+	if err := r.History.Close(); err != nil {
+		t.Errorf("relay %d: close history: %v", r.Index, err)
 	}
 	r.WS = nil
 }

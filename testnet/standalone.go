@@ -2,9 +2,12 @@ package testnet
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/history"
+	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/gsio-net/gsio-relay/relay"
 	"github.com/gsio-net/gsio-relay/transport"
 )
@@ -58,4 +61,19 @@ func (s *Standalone) Close(t testing.TB) {
 	if err := s.WS.Close(ctx); err != nil {
 		t.Errorf("close websocket server: %v", err)
 	}
+}
+
+// OpenHistory opens a history store in a temporary directory, closed at
+// the end of the test: for StartStandalone(t, nil, nil,
+// relay.WithHistory(OpenHistory(t))).
+func OpenHistory(t testing.TB) *history.Store {
+	t.Helper()
+	hc := history.DefaultConfig()
+	hc.Dir = filepath.Join(t.TempDir(), "history")
+	store, err := history.Open(hc, history.WithLogger(testutil.Logger()))
+	if err != nil {
+		t.Fatalf("open history: %v", err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
 }

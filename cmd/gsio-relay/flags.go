@@ -100,6 +100,11 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.dur("dedup-ttl", &r.DedupTTL, "how long a (sender_id, message_id) pair is remembered")
 	f.num("node-list-max-bytes", &r.NodeListMaxBytes, "node ids in one NodeListResponse answer, sent in pages of 64 KiB (`BYTES`)")
 
+	f.cat = "History"
+	f.boolean("history", &cfg.HistoryEnabled, "keep every broadcast in <data-dir>/history for HistoryRequest and ?since_ms= resume")
+	f.dur("history-retention", &cfg.History.Retention, "how long broadcasts are kept")
+	f.num64("history-max-bytes", &cfg.History.MaxBytes, "size of the history store in `BYTES`; the oldest are dropped first")
+
 	f.cat = "Node identity"
 	f.str("node-auth", &r.NodeAuth, "`open`: key ids prove their key, other ids bind as they come; required: every connection proves its id by key or token")
 	f.dur("bind-timeout", &r.BindTimeout, "a connection that has not bound a node id this long is closed (4001)")

@@ -70,7 +70,7 @@ func TestRunFlagsBind(t *testing.T) {
 func sameConfig(a, b *runConfig) bool {
 	x, y := *a, *b
 	for _, c := range []*[]string{&x.Node.Host.Announce, &x.Node.Discovery.Bootstrap, &x.Node.Private.AllowPeers,
-		&x.Node.RelayService.AllowReserve, &x.Transport.AllowedOrigins, &y.Node.Host.Announce, &y.Node.Discovery.Bootstrap,
+		&x.Node.RelayService.AllowReserve, &x.Transport.AllowedOrigins, &x.Transport.TrustedProxies, &y.Transport.TrustedProxies, &y.Node.Host.Announce, &y.Node.Discovery.Bootstrap,
 		&y.Node.Private.AllowPeers, &y.Node.RelayService.AllowReserve, &y.Transport.AllowedOrigins} {
 		if len(*c) == 0 {
 			*c = nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gsio-net/gsio-relay/admin"
+	"github.com/gsio-net/gsio-relay/history"
 	"github.com/gsio-net/gsio-relay/node"
 	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/relay"
@@ -40,6 +42,9 @@ type runConfig struct {
 
 	NodeJWTKey      string // --node-jwt-key
 	NodeJWTAudience string // --node-jwt-audience
+
+	History        history.Config // Dir is <data-dir>/history
+	HistoryEnabled bool           // --history
 }
 
 func defaultRunConfig() *runConfig {
@@ -48,8 +53,11 @@ func defaultRunConfig() *runConfig {
 		Relay:     relay.DefaultConfig(),
 		Node:      node.DefaultConfig(),
 		Admin:     admin.DefaultConfig(),
+		History:   history.DefaultConfig(),
 		LogLevel:  "info",
-		LogFormat: "text",
+
+		HistoryEnabled: true,
+		LogFormat:      "text",
 	}
 }
 
@@ -169,6 +177,15 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	ropts = append(ropts, relay.WithLogger(log), relay.WithMetrics(relay.NewMetrics(reg)))
+	if cfg.HistoryEnabled {
+		store, err := openHistory(cfg, log)
+		if err != nil {
+			return stop(err)
+		}
+		// Pushed before the WebSocket server: closed after it.
+		up.push("history", func(context.Context) error { return store.Close() })
+		ropts = append(ropts, relay.WithHistory(store))
+	}
 	router, err := relay.New(cfg.Relay, mesh, ropts...)
 	if err != nil {
 		return stop(err)
@@ -262,4 +279,28 @@ func identityOptions(cfg *runConfig, nd *node.Node) ([]relay.Option, error) {
 		return nil, errors.New("--node-jwt-audience needs --node-jwt-key")
 	}
 	return opts, nil
+}
+
+// openHistory opens the broadcast store in <data-dir>/history. A store
+// that cannot be read back is moved aside (nothing is deleted) and a new,
+// empty one is opened: the relay runs with its history incomplete rather
+// than not at all.
+func openHistory(cfg *runConfig, log *slog.Logger) (*history.Store, error) {
+	hc := cfg.History
+	hc.Dir = filepath.Join(cfg.Node.DataDir, "history")
+	opts := []history.Option{history.WithLogger(log.With("component", "history"))}
+	store, err := history.Open(hc, opts...)
+	var corrupt *history.CorruptError
+	if errors.As(err, &corrupt) {
+		moved, merr := history.MoveAside(hc.Dir)
+		if merr != nil {
+			return nil, fmt.Errorf("history store %s is corrupt (%v) and could not be moved aside: %w", hc.Dir, err, merr)
+		}
+		log.Error("history store corrupt: moved aside, starting with an empty history", "dir", hc.Dir, "moved_to", moved, "err", err)
+		store, err = history.Open(hc, opts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("history store (--history=false runs without): %w", err)
+	}
+	return store, nil
 }
