@@ -39,17 +39,35 @@ func TestHistory(t *testing.T) {
 	for _, m := range res.Messages {
 		got = append(got, m.ID)
 	}
+	slices.Sort(got) // within one millisecond the order is by message key
 	if !slices.Equal(got, want) || res.Count != 3 || !res.Complete {
 		t.Fatalf("History: %v count %d complete %v, want %v", got, res.Count, res.Complete, want)
 	}
-	// limit cuts the answer, NextSince continues it.
+	// limit cuts the answer (between two milliseconds: a millisecond is
+	// answered whole), NextSince continues it: each message once.
 	res, err = c.History(ctx(t), start, time.Time{}, 2)
-	if err != nil || len(res.Messages) != 2 || res.Complete || res.NextSince.IsZero() {
+	if err != nil || len(res.Messages) == 0 {
 		t.Fatalf("History limit 2: %+v %v", res, err)
 	}
-	res, err = c.History(ctx(t), res.NextSince, time.Time{}, 0)
-	if err != nil || len(res.Messages) == 0 || res.Messages[len(res.Messages)-1].ID != "h2" || res.Messages[0].ID == "h0" {
-		t.Fatalf("History continued: %+v %v, want it to end with h2", res, err)
+	got = got[:0]
+	for _, m := range res.Messages {
+		got = append(got, m.ID)
+	}
+	if len(got) < 3 {
+		if res.Complete || res.NextSince.IsZero() {
+			t.Fatalf("History limit 2 cut without NextSince: %v count %d complete %v next %v", got, res.Count, res.Complete, res.NextSince)
+		}
+		more, err := c.History(ctx(t), res.NextSince, time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range more.Messages {
+			got = append(got, m.ID)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("History in two answers: %v, want each of %v once", got, want)
 	}
 	none(t, c)
 }

@@ -174,7 +174,7 @@ func (s *session) historyFrame(m Message) bool {
 	defer s.mu.Unlock()
 	h := s.hist
 	if h == nil || h.closed || m.TS == 0 || !m.Broadcast() || m.TS < h.since ||
-		(h.until > 0 && m.TS >= h.until) || len(h.msgs) >= h.limit {
+		(h.until > 0 && m.TS >= h.until) || len(h.msgs) >= maxHistoryAnswer {
 		return false
 	}
 	h.msgs = append(h.msgs, m)
@@ -215,3 +215,8 @@ func (s *session) historyError(e *RelayError) bool {
 	h.finish(nil, e)
 	return true
 }
+
+// maxHistoryAnswer bounds the messages one History call collects: the
+// relay's maximum answer (a millisecond is answered whole, so an answer
+// may exceed the limit asked for, never this).
+const maxHistoryAnswer = 10_000

@@ -27,7 +27,7 @@
 // pruned below the horizon, and removed by ClearGaps once reconciliation
 // has repaired a window. A cut answer always ends between two ts, so
 // asking again from NextSince loses nothing and repeats nothing (except
-// when more than limit broadcasts share one ts; see Range).
+// past MaxLimit broadcasts in one millisecond; see Range).
 //
 // # Goroutines, locks, shutdown
 //

@@ -39,10 +39,11 @@ type Result struct {
 // block on a slow client, but not forever. Range stops at limit
 // broadcasts (<= 0 or > MaxLimit: MaxLimit), past RangeMaxBytes of
 // frames, or past 100,000 examined entries (skipped ones too), always
-// between two ts: a ts group is answered whole or not at all. The one
-// exception: when more than limit broadcasts share the first ts, fn gets
-// the first limit of them and NextSince is ts+1, losing the rest of that
-// millisecond. An error from fn stops Range and is returned.
+// between two ts: a ts group is answered whole or not at all. When more
+// than limit broadcasts share the first ts, that group is answered whole
+// anyway (the answer exceeds limit); only past MaxLimit in one
+// millisecond does fn get the first MaxLimit and NextSince is ts+1,
+// losing the rest of that millisecond. An error from fn stops Range and is returned.
 func (s *Store) Range(since, until int64, limit int, skipSender string,
 	fn func(ts int64, sender string, frame []byte) error) (Result, error) {
 	if limit <= 0 || limit > MaxLimit {
@@ -137,7 +138,13 @@ func (r *ranger) run(it *pebble.Iterator, skip string) error {
 		if skip != "" && string(sender) == skip {
 			continue
 		}
-		if r.res.Count+len(r.group) == r.limit {
+		// The first ts group is answered whole (beyond limit if need be,
+		// up to MaxLimit), so that asking again from its ts+1 loses none.
+		lim := r.limit
+		if r.res.Count == 0 {
+			lim = MaxLimit
+		}
+		if r.res.Count+len(r.group) >= lim {
 			// One more of this ts does not fit.
 			return r.cutInGroup()
 		}

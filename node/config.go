@@ -27,12 +27,15 @@ type Config struct {
 	// Network names the federation; the topics are gsio/<Network>/broadcast/1
 	// and gsio/<Network>/presence/1. Default "gsio".
 	Network string
-	// MaxMessageSize bounds one broadcast, presence or direct message (the
+	// MaxMessageSize bounds one broadcast or presence message (the
 	// GSIO JSON bytes). The gossip RPC limit is this plus 64 KiB of
 	// protobuf and control overhead. Default 1 MiB + 4 KiB, so that every
 	// frame the WebSocket side accepts (1 MiB) fits with a relay-assigned
 	// message_id.
 	MaxMessageSize int
+	// MaxDirectSize bounds one direct message on a direct stream (ledger
+	// sync answers); default 16 MiB + 4 KiB.
+	MaxDirectSize int
 	// SeenMessagesTTL is how long message ids are remembered for
 	// deduplication (gossip and direct). Default 2 min.
 	SeenMessagesTTL time.Duration
@@ -269,6 +272,7 @@ func DefaultConfig() Config {
 		DataDir:         filepath.Join(home, ".gsio-relay"),
 		Network:         "gsio",
 		MaxMessageSize:  1<<20 + 4<<10,
+		MaxDirectSize:   16<<20 + 4<<10,
 		SeenMessagesTTL: 2 * time.Minute,
 		Host: HostConfig{
 			ListenAddrs: []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},

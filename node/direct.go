@@ -162,7 +162,7 @@ func (d *direct) send(env *message.Envelope) bool {
 	}
 	target := d.pickHolder(holders)
 	u := undeliverable{env.Sender, env.ID, env.Recipient}
-	if env.ID == "" || len(env.Raw) > d.cfg.MaxMessageSize {
+	if env.ID == "" || len(env.Raw) > d.cfg.MaxDirectSize {
 		d.m.directFailed.WithLabelValues("invalid").Inc()
 		d.reportUndeliverable(u)
 		return true
@@ -368,7 +368,7 @@ func (d *direct) handleStream(s network.Stream) {
 		// An idle or stalled stream is dropped: it holds a goroutine and
 		// a partly read frame.
 		_ = s.SetReadDeadline(time.Now().Add(d.cfg.Direct.IdleTimeout))
-		kind, body, err := readFrame(r, d.cfg.MaxMessageSize)
+		kind, body, err := readFrame(r, d.cfg.MaxDirectSize)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				_ = s.Close()
@@ -395,7 +395,7 @@ func (d *direct) handleStream(s network.Stream) {
 }
 
 func (d *direct) onMessage(from peer.ID, body []byte) {
-	env, reason := checkEnvelope(body, d.cfg.MaxMessageSize, true)
+	env, reason := checkEnvelope(body, d.cfg.MaxDirectSize, true)
 	if reason != "" {
 		d.m.validated("direct", pubsub.ValidationReject, reason)
 		d.log.Debug("direct message rejected", "remote", from.String(), "reason", reason)

@@ -28,6 +28,9 @@ func (c Config) validate() error {
 			break
 		}
 	}
+	if c.MaxDirectSize < c.MaxMessageSize {
+		bad("max-direct-size", "%d: at least --max-message-size", c.MaxDirectSize)
+	}
 	if c.MaxMessageSize < 1024 {
 		bad("max-message-size", "%d: at least 1024", c.MaxMessageSize)
 	}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -44,6 +45,12 @@ func (s *Session) Frame(data []byte) {
 	if !r.admitSender(s, &env) {
 		return
 	}
+	if env.Broadcast() && len(data) > r.cfg.MaxBroadcastSize {
+		// The transport admits frames up to the direct-message size.
+		r.refuse(s, &env, DropInvalid, message.CodeTooLarge, fmt.Sprintf(
+			"a broadcast may be at most %d bytes; only direct messages may be larger", r.cfg.MaxBroadcastSize))
+		return
+	}
 	if env.ID == "" {
 		env.SetID(message.NewID())
 	}
@@ -53,7 +60,8 @@ func (s *Session) Frame(data []byte) {
 		return
 	}
 	if env.Broadcast() {
-		// The federation timestamp, set once where the message enters.
+		// The federation timestamp, set once where the message enters
+		// (a client's own top-level "ts" is replaced).
 		env.SetTS(r.now().UnixMilli())
 	}
 	r.metrics.countIn(env.Type, RouteLocal, len(env.Raw))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -91,8 +92,19 @@ func TestPayloadAndFrameForwardedByteForByte(t *testing.T) {
 	hello(t, r, b, a)
 	raw := []byte("{ \"payload\" : {\"z\":1,  \"a\":[true,null,1e400, \"\\ud83d\\ude00\"]} ,\n\"extra\":{\"kept\":true}, \"message_type\":\"LedgerSyncResponse\",\"sender_id\":\"node-a\",\"message_id\":\"x-1\",\"recipient_id\":\"\"}")
 	a.SendRaw(raw)
-	if m := b.Expect("LedgerSyncResponse"); !bytes.Equal(m.Raw, raw) {
-		t.Fatalf("frame changed on the way:\n got %s\nwant %s", m.Raw, raw)
+	// Byte for byte but for the federation ts every broadcast carries
+	// (inserted as the first key where it enters the federation).
+	m := b.Expect("LedgerSyncResponse")
+	ts := regexp.MustCompile(`^\{"ts":[1-9][0-9]{12},`).Find(m.Raw)
+	if ts == nil || !bytes.Equal(append([]byte("{"), m.Raw[len(ts):]...), raw) {
+		t.Fatalf("frame changed on the way:\n got %s\nwant %s with a ts", m.Raw, raw)
+	}
+	// A direct message carries no ts: byte for byte.
+	direct := bytes.Replace(raw, []byte(`"recipient_id":""`), []byte(`"recipient_id":"node-b"`), 1)
+	direct = bytes.Replace(direct, []byte(`x-1`), []byte(`x-2`), 1)
+	a.SendRaw(direct)
+	if m := b.Expect("LedgerSyncResponse"); !bytes.Equal(m.Raw, direct) {
+		t.Fatalf("direct frame changed on the way:\n got %s\nwant %s", m.Raw, direct)
 	}
 }
 

@@ -30,6 +30,9 @@ type Config struct {
 
 	NodeListMaxBytes int // node ids in one NodeListResponse answer (in pages of 64 KiB); default 1 MiB
 
+	MaxBroadcastSize int // largest broadcast frame (larger: too_large); default 1 MiB (--max-message-size)
+	MaxDirectSize    int // largest direct message frame; default 16 MiB (--max-direct-size)
+
 	ReplayTimeout time.Duration // a replay (resume, HistoryRequest) whose reader does not read this long: slow consumer; default 30s
 
 	NodeAuth    string        // AuthOpen or AuthRequired; default AuthOpen
@@ -46,6 +49,8 @@ func DefaultConfig() Config {
 		DedupTTL:  2 * time.Minute,
 
 		NodeListMaxBytes: 1 << 20,
+		MaxBroadcastSize: 1 << 20,
+		MaxDirectSize:    16 << 20,
 		ReplayTimeout:    30 * time.Second,
 
 		NodeAuth:    AuthOpen,
@@ -69,6 +74,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("--node-auth must be %q or %q, not %q", AuthOpen, AuthRequired, c.NodeAuth)
 	case c.NodeListMaxBytes < 1024:
 		return errors.New("--node-list-max-bytes must be at least 1024")
+	case c.MaxBroadcastSize < 1024:
+		return errors.New("--max-message-size must be at least 1024")
+	case c.MaxDirectSize < c.MaxBroadcastSize:
+		return errors.New("--max-direct-size must be at least --max-message-size")
 	case c.ReplayTimeout <= 0:
 		return errors.New("replay timeout must be positive")
 	case c.BindTimeout <= 0:

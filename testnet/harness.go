@@ -162,6 +162,10 @@ func (h *Harness) start(r *Relay) {
 	}
 	tc := transport.DefaultConfig()
 	tc.Listen = "127.0.0.1:0"
+	// As cmd wires them: frames up to the direct-message size.
+	tc.LargeMessageThreshold = int64(rcfg.MaxBroadcastSize)
+	tc.MaxMessageSize = int64(rcfg.MaxDirectSize)
+	tc.SendQueueBytes = max(tc.SendQueueBytes, rcfg.MaxDirectSize+64<<10)
 	ws, err := transport.New(tc, func(c *transport.Conn) transport.Session { return rt.Open(c) }, topts...)
 	if err != nil {
 		t.Fatalf("relay %d: transport: %v", r.Index, err)

@@ -41,6 +41,13 @@ type Config struct {
 	TLSKeyFile        string
 	AuthToken         string // when set, required as "Authorization: Bearer <t>" or ?token=<t>
 	ReadBufferSize    int    // bytes of the per-connection read buffer; default 1024
+	// LargeMessageThreshold and LargeMessageBudget bound the memory of
+	// large messages (ledger sync answers up to 16 MiB): the bytes of
+	// messages being read beyond the threshold, over all connections, are
+	// at most the budget; a message that would pass it closes its
+	// connection with 1013 (try again later). Defaults 1 MiB and 256 MiB.
+	LargeMessageThreshold int64
+	LargeMessageBudget    int64
 
 	// TrustedProxies (--trusted-proxies) are the reverse proxies whose
 	// word on the client's address is believed: CIDRs, or bare IPs

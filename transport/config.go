@@ -25,6 +25,9 @@ const (
 	DefaultReadHeaderTimeout = 5 * time.Second
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultReadBufferSize    = 1024
+
+	DefaultLargeMessageThreshold = 1 << 20
+	DefaultLargeMessageBudget    = 256 << 20
 )
 
 // DefaultConfig returns the operator defaults, each as documented in Config.
@@ -42,6 +45,9 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout: DefaultReadHeaderTimeout,
 		HandshakeTimeout:  DefaultHandshakeTimeout,
 		ReadBufferSize:    DefaultReadBufferSize,
+
+		LargeMessageThreshold: DefaultLargeMessageThreshold,
+		LargeMessageBudget:    DefaultLargeMessageBudget,
 	}
 }
 
@@ -115,6 +121,12 @@ func (cfg Config) withDefaults() Config {
 	if cfg.ReadBufferSize == 0 {
 		cfg.ReadBufferSize = d.ReadBufferSize
 	}
+	if cfg.LargeMessageThreshold == 0 {
+		cfg.LargeMessageThreshold = d.LargeMessageThreshold
+	}
+	if cfg.LargeMessageBudget == 0 {
+		cfg.LargeMessageBudget = d.LargeMessageBudget
+	}
 	return cfg
 }
 
@@ -132,6 +144,8 @@ func (cfg *Config) validate() error {
 	neg("SendQueueFrames", int64(cfg.SendQueueFrames))
 	neg("SendQueueBytes", int64(cfg.SendQueueBytes))
 	neg("ReadBufferSize", int64(cfg.ReadBufferSize))
+	neg("LargeMessageThreshold", cfg.LargeMessageThreshold)
+	neg("LargeMessageBudget", cfg.LargeMessageBudget)
 	negDur := func(name string, v time.Duration) {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", name, v))

@@ -337,7 +337,8 @@ func (c *Conn) readLoop() {
 		bp := readBufPool.Get().(*[]byte)
 		orig := *bp
 		var msg []byte
-		msg, err = readMessage(r, orig[:0])
+		var large int64
+		msg, large, err = c.srv.readMessage(r, orig[:0])
 		c.msgDeadline = 0
 		if err == nil && !c.closed.Load() {
 			if utf8.Valid(msg) {
@@ -345,6 +346,11 @@ func (c *Conn) readLoop() {
 			} else {
 				c.Close(websocket.CloseInvalidFramePayloadData, "text frame is not valid UTF-8")
 			}
+		}
+		c.srv.large.Add(-large)
+		if errors.Is(err, errLargeBudget) {
+			c.Close(closeTryAgainLater, "too many large messages in flight; try again later")
+			err = nil
 		}
 		if cap(msg) <= readBufKeep {
 			*bp = msg[:0]
@@ -359,19 +365,48 @@ func (c *Conn) readLoop() {
 	c.finish(err)
 }
 
-// readMessage appends the rest of r to b.
-func readMessage(r io.Reader, b []byte) ([]byte, error) {
+// closeTryAgainLater is RFC 6455's 1013: the server is overloaded.
+const closeTryAgainLater = 1013
+
+// errLargeBudget: the relay-wide budget of large messages is spent.
+var errLargeBudget = errors.New("large message budget spent")
+
+// readMessage appends the rest of r to b. The bytes of a message beyond
+// LargeMessageThreshold are reserved from the server's LargeMessageBudget
+// as it grows (and released by the caller: large), so that many clients
+// sending 16 MiB messages at once cannot take more than the budget.
+func (s *Server) readMessage(r io.Reader, b []byte) (msg []byte, large int64, err error) {
+	th := s.cfg.LargeMessageThreshold
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
+		if over := int64(len(b)) - th; over > large {
+			if !s.reserveLarge(over - large) {
+				return b, large, errLargeBudget
+			}
+			large = over
+		}
 		if err != nil {
 			if err == io.EOF {
-				return b, nil
+				return b, large, nil
 			}
-			return b, err
+			return b, large, err
+		}
+	}
+}
+
+// reserveLarge takes n bytes of the large-message budget, if there are.
+func (s *Server) reserveLarge(n int64) bool {
+	for {
+		cur := s.large.Load()
+		if cur+n > s.cfg.LargeMessageBudget {
+			return false
+		}
+		if s.large.CompareAndSwap(cur, cur+n) {
+			return true
 		}
 	}
 }

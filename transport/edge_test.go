@@ -105,3 +105,35 @@ func TestSlowFragmentedMessageWithinDeadline(t *testing.T) {
 		t.Fatalf("got a %d-byte message, want %d bytes", len(got), len(want))
 	}
 }
+
+// Large messages take from a relay-wide budget while they are read: one
+// over it closes its connection with 1013; the budget is returned after
+// each message.
+func TestLargeMessageBudget(t *testing.T) {
+	rec := newRecorder(t)
+	cfg := testConfig()
+	cfg.MaxMessageSize = 64 << 10
+	cfg.LargeMessageThreshold = 1 << 10
+	cfg.LargeMessageBudget = 8 << 10
+	s := startServer(t, cfg, rec)
+	ws := dial(t, s, "/")
+	c := rec.waitOpen(t)
+	for i := range 5 { // 6 KiB each, one at a time: within the budget every time
+		if err := ws.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte{'a' + byte(i)}, 6<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(rec.framesOf(c)) == 5 }, "5 messages of 6 KiB read")
+	if s.large.Load() != 0 {
+		t.Fatalf("budget not returned: %d bytes held", s.large.Load())
+	}
+	ws.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte{'z'}, 16<<10))
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := ws.ReadMessage()
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != closeTryAgainLater {
+		t.Fatalf("a message over the budget ended with %v, want close 1013", err)
+	}
+	if got := rec.framesOf(c); len(got) != 5 {
+		t.Fatalf("%d messages delivered, want the 5 within budget", len(got))
+	}
+}

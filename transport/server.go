@@ -30,6 +30,7 @@ type Server struct {
 	h         Handler
 	log       *slog.Logger
 	m         *Metrics
+	large     atomic.Int64 // bytes of messages being read beyond LargeMessageThreshold
 	up        websocket.Upgrader
 	tlsConfig *tls.Config
 	certs     *certReloader      // the wss key pair, when TLS is on

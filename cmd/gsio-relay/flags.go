@@ -77,7 +77,9 @@ func runFlags(cfg *runConfig) *flagSet {
 
 	f.cat = "WebSocket"
 	f.str("ws-listen", &t.Listen, "WebSocket listen `ADDR` (upgrades on / and /ws)")
-	f.num64("max-message-size", &t.MaxMessageSize, "largest client message in `BYTES` (larger: close 1009)")
+	f.num64("max-message-size", &t.MaxMessageSize, "largest broadcast in `BYTES` (larger: RelayError too_large)")
+	f.num("max-direct-size", &r.MaxDirectSize, "largest direct message in `BYTES`, the whole frame (larger: close 1009)")
+	f.num64("large-message-budget", &t.LargeMessageBudget, "`BYTES` of messages over --max-message-size being read at once, over all clients (more: close 1013)")
 	f.num("max-conns", &t.MaxConns, "WebSocket connections in all")
 	f.num("max-conns-per-ip", &t.MaxConnsPerIP, "WebSocket connections per remote IP")
 	f.num("send-queue", &t.SendQueueFrames, "messages queued to one client before it is dropped as a slow consumer (1008)")

@@ -149,6 +149,16 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	// Every frame the WebSocket side accepts must fit the federation,
 	// with room for a relay-assigned message_id.
 	cfg.Node.MaxMessageSize = max(cfg.Node.MaxMessageSize, int(cfg.Transport.MaxMessageSize)+4<<10)
+	// --max-message-size bounds broadcasts; direct messages (ledger sync
+	// answers) may be up to --max-direct-size: the WebSocket side reads
+	// frames up to that, holds the bytes beyond a broadcast's size in its
+	// large-message budget, and a send queue takes at least one of them.
+	cfg.Relay.MaxBroadcastSize = int(cfg.Transport.MaxMessageSize)
+	cfg.Relay.MaxDirectSize = max(cfg.Relay.MaxDirectSize, cfg.Relay.MaxBroadcastSize)
+	cfg.Node.MaxDirectSize = max(cfg.Node.MaxMessageSize, cfg.Relay.MaxDirectSize+4<<10)
+	cfg.Transport.LargeMessageThreshold = cfg.Transport.MaxMessageSize
+	cfg.Transport.MaxMessageSize = int64(cfg.Relay.MaxDirectSize)
+	cfg.Transport.SendQueueBytes = max(cfg.Transport.SendQueueBytes, cfg.Relay.MaxDirectSize+64<<10)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
