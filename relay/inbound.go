@@ -143,7 +143,19 @@ func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
 		return
 	}
 	if r.mesh != nil && r.mesh.Direct(env) {
+		r.sawNode(env.Recipient, r.now()) // held somewhere: it may get a mailbox later
 		r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)
+		return
+	}
+	switch r.keep(env, f) {
+	case "":
+		r.metrics.MailboxIn.Inc() // kept: no error, delivered when it binds
+		return
+	case CodeMailboxFull:
+		r.dedup.Remove(dedupKey{env.Sender, env.ID})
+		r.metrics.drop(DropMailboxFull)
+		r.sendError(s, s.nodeID, CodeMailboxFull,
+			"the mailbox of "+quote(env.Recipient)+" is full; retry later", env.ID)
 		return
 	}
 	r.dedup.Remove(dedupKey{env.Sender, env.ID}) // a retry once the recipient is there is delivered

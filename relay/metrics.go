@@ -19,6 +19,7 @@ const (
 	DropSendRefused      = "send_refused"      // the receiving connection was closing or a slow consumer
 	DropPublishFailed    = "publish_failed"    // the federation refused a broadcast (queue full, closed)
 	DropUnauthenticated  = "unauthenticated"   // sent before the node id was proven (auth_required)
+	DropMailboxFull      = "mailbox_full"      // direct message for an absent node whose mailbox is full
 )
 
 // metricTypes are the values of the "type" label: the GSIO-Net message
@@ -35,7 +36,7 @@ var metricRoutes = [...]string{RouteLocal, RouteGossip, RouteDirect}
 
 var dropReasons = [...]string{
 	DropInvalid, DropSenderMismatch, DropRateLimited,
-	DropRecipientUnknown, DropSendRefused, DropPublishFailed, DropUnauthenticated,
+	DropRecipientUnknown, DropSendRefused, DropPublishFailed, DropUnauthenticated, DropMailboxFull,
 }
 
 // typeIndex maps a message_type to its index in metricTypes.
@@ -86,6 +87,8 @@ type Metrics struct {
 	Dropped     *prometheus.CounterVec // messages dropped, by reason
 	Errors      *prometheus.CounterVec // RelayErrors sent and policy closes, by code
 	DedupHits   prometheus.Counter     // duplicate messages dropped
+	MailboxIn   prometheus.Counter     // direct messages kept for an absent recipient
+	MailboxKept prometheus.Gauge       // bytes of messages in mailboxes
 
 	in, out           [len(metricTypes)][len(metricRoutes)]prometheus.Counter
 	bytesIn, bytesOut [len(metricRoutes)]prometheus.Counter
@@ -120,6 +123,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"reason"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gsio_relay_errors_total", Help: "RelayErrors sent to clients and policy closes, by code."}, []string{"code"}),
+		MailboxIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gsio_relay_mailbox_kept_total", Help: "Direct messages kept in a mailbox for a node connected nowhere."}),
+		MailboxKept: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gsio_relay_mailbox_bytes", Help: "Bytes of direct messages waiting in mailboxes."}),
 		DedupHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gsio_relay_dedup_hits_total", Help: "Duplicate (sender_id, message_id) messages dropped."}),
 		dropped: make(map[string]prometheus.Counter, len(dropReasons)),
@@ -138,7 +145,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.dropped[reason] = m.Dropped.WithLabelValues(reason)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.LocalNodes, m.In, m.Out, m.BytesIn, m.BytesOut, m.Dropped, m.Errors, m.DedupHits)
+		reg.MustRegister(m.Connections, m.LocalNodes, m.In, m.Out, m.BytesIn, m.BytesOut, m.Dropped, m.Errors, m.DedupHits, m.MailboxIn, m.MailboxKept)
 	}
 	return m
 }

@@ -247,7 +247,9 @@ func TestTakeoverClosesOlderConnection(t *testing.T) {
 }
 
 func TestNodeLeavesOnDisconnect(t *testing.T) {
-	r := testnet.StartStandalone(t, nil, nil)
+	// Without mailboxes (a node that left is otherwise kept a mailbox:
+	// testnet/mailbox_test.go).
+	r := testnet.StartStandalone(t, func(c *relay.Config) { c.MailboxMax = 0 }, nil)
 	a, b := testnet.Dial(t, r.URL, "node-a"), testnet.Dial(t, r.URL, "node-b")
 	hello(t, r, a)
 	hello(t, r, b, a)

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,9 @@ type Config struct {
 	MaxBroadcastSize int // largest broadcast frame (larger: too_large); default 1 MiB (--max-message-size)
 	MaxDirectSize    int // largest direct message frame; default 16 MiB (--max-direct-size)
 
+	MailboxTTL time.Duration // direct messages are kept for a node seen connected within it; default 24h
+	MailboxMax int           // messages kept per recipient (0: no mailboxes); default 1000
+
 	ReplayTimeout time.Duration // a replay (resume, HistoryRequest) whose reader does not read this long: slow consumer; default 30s
 
 	NodeAuth    string        // AuthOpen or AuthRequired; default AuthOpen
@@ -52,6 +56,8 @@ func DefaultConfig() Config {
 		MaxBroadcastSize: 1 << 20,
 		MaxDirectSize:    16 << 20,
 		ReplayTimeout:    30 * time.Second,
+		MailboxTTL:       24 * time.Hour,
+		MailboxMax:       1000,
 
 		NodeAuth:    AuthOpen,
 		BindTimeout: 10 * time.Second,
@@ -78,6 +84,10 @@ func (c Config) validate() error {
 		return errors.New("--max-message-size must be at least 1024")
 	case c.MaxDirectSize < c.MaxBroadcastSize:
 		return errors.New("--max-direct-size must be at least --max-message-size")
+	case c.MailboxMax < 0:
+		return errors.New("--mailbox-max must not be negative")
+	case c.MailboxTTL <= 0:
+		return errors.New("--mailbox-ttl must be positive")
 	case c.ReplayTimeout <= 0:
 		return errors.New("replay timeout must be positive")
 	case c.BindTimeout <= 0:
@@ -125,6 +135,11 @@ type Router struct {
 	hist        History               // nil: no history
 	now         func() time.Time
 
+	mail   mailboxes // mailbox.go
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the mailbox goroutine
+
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id
 	localGen atomic.Uint64       // bumped on every change of nodes
@@ -154,6 +169,12 @@ func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
 	}
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if mesh != nil && cfg.MailboxMax > 0 {
+		// Watches presence: who was seen, whose mailbox can go out.
+		r.mail.running = true
+		r.wg.Go(r.pollMailboxes)
 	}
 	return r, nil
 }
@@ -287,6 +308,9 @@ func (s *Session) Closed() {
 	r.metrics.Connections.Dec()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s.nodeID != "" {
+		r.sawNode(s.nodeID, r.now())
+	}
 	if s.nodeID != "" && r.nodes[s.nodeID] == s {
 		delete(r.nodes, s.nodeID)
 		r.localGen.Add(1)
@@ -318,6 +342,8 @@ func (r *Router) bind(s *Session, id string) {
 		}
 	}
 	r.mu.Unlock()
+	r.sawNode(id, r.now())
+	r.deliverMailbox(s, id)
 	if old != nil && old != s {
 		r.log.Info("node taken over by a newer connection", "node", id, "conn", old.conn.ID(), "remote", s.conn.RemoteAddr())
 		old.conn.Close(CloseReplaced, "replaced by a newer connection")

@@ -6,6 +6,7 @@ package relay
 // and node/.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,6 +148,7 @@ func newRouter(t *testing.T, mesh Mesh, edit func(*Config)) *Router {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
 }
 

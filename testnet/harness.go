@@ -206,6 +206,9 @@ func (r *Relay) Stop(t testing.TB) {
 	if err := r.WS.Close(ctx); err != nil {
 		t.Errorf("relay %d: close websocket: %v", r.Index, err)
 	}
+	if err := r.Router.Close(ctx); err != nil {
+		t.Errorf("relay %d: close router: %v", r.Index, err)
+	}
 	if err := r.Node.Close(); err != nil {
 		t.Errorf("relay %d: close node: %v", r.Index, err)
 	}

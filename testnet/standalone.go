@@ -61,6 +61,9 @@ func (s *Standalone) Close(t testing.TB) {
 	if err := s.WS.Close(ctx); err != nil {
 		t.Errorf("close websocket server: %v", err)
 	}
+	if err := s.Router.Close(ctx); err != nil {
+		t.Errorf("close router: %v", err)
+	}
 }
 
 // OpenHistory opens a history store in a temporary directory, closed at

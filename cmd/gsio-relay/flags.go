@@ -105,6 +105,8 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.cat = "History"
 	f.boolean("history", &cfg.HistoryEnabled, "keep every broadcast in <data-dir>/history for HistoryRequest and ?since_ms= resume")
 	f.dur("history-retention", &cfg.History.Retention, "how long broadcasts are kept")
+	f.dur("mailbox-ttl", &r.MailboxTTL, "a direct message for a node connected nowhere is kept when the node was connected within this")
+	f.num("mailbox-max", &r.MailboxMax, "direct messages kept per absent recipient (more: RelayError mailbox_full; 0: no mailboxes)")
 	f.num64("history-max-bytes", &cfg.History.MaxBytes, "size of the history store in `BYTES`; the oldest are dropped first")
 
 	f.cat = "Node identity"

@@ -200,6 +200,7 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	if err != nil {
 		return stop(err)
 	}
+	up.push("router", router.Close)
 	if nd != nil {
 		if err := nd.Start(router); err != nil {
 			return stop(err)

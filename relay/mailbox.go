@@ -1,0 +1,209 @@
+package relay
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gsio-net/gsio-relay/message"
+	"github.com/gsio-net/gsio-relay/wsframe"
+)
+
+// Mailboxes (SPEC 7, docs/CLIENT.md "Mailboxes"): a direct message for a
+// node that is connected nowhere, but was connected somewhere in the
+// federation within MailboxTTL, is kept by the relay its sender is on and
+// delivered, in the order sent, when the node binds again: at once when
+// it binds here, else when the federation's presence shows it (checked
+// every mailboxPoll). Mailboxes live in memory: they last while the
+// keeping relay is up.
+
+// CodeMailboxFull is the RelayError code of a direct message refused
+// because its recipient's mailbox is full.
+const CodeMailboxFull = "mailbox_full"
+
+// Bounds of the mailboxes of one relay beyond MailboxMax per recipient.
+const (
+	mailboxMaxBytes   = 256 << 20 // all kept messages
+	mailboxMaxSeen    = 1 << 20   // node ids remembered as seen
+	mailboxPoll       = 500 * time.Millisecond
+	mailboxSeenExpiry = time.Minute // how often old sightings are forgotten
+)
+
+// mailboxes is the router's mailbox state. Its goroutine (poll) is
+// started with the first kept message and ended by Router.Close.
+type mailboxes struct {
+	mu      sync.Mutex
+	boxes   map[string][]kept    // by recipient, in the order sent
+	bytes   int                  // of all kept frames
+	seen    map[string]time.Time // node id -> last seen connected anywhere
+	swept   time.Time
+	running bool
+}
+
+type kept struct {
+	env message.Envelope // Raw is the frame's message
+	f   *wsframe.Frame
+	at  time.Time
+}
+
+// sawNode records that id was connected (a bind, a leave, presence).
+func (r *Router) sawNode(id string, now time.Time) {
+	m := &r.mail
+	m.mu.Lock()
+	if m.seen == nil {
+		m.seen = map[string]time.Time{}
+	}
+	if _, ok := m.seen[id]; ok || len(m.seen) < mailboxMaxSeen {
+		m.seen[id] = now
+	}
+	m.mu.Unlock()
+}
+
+// keep puts a direct message for an absent recipient in its mailbox. It
+// reports "" when kept, CodeMailboxFull when the mailbox is full, and
+// CodeRecipientUnknown when the recipient was not seen within MailboxTTL
+// (or mailboxes are off).
+func (r *Router) keep(env *message.Envelope, f *wsframe.Frame) string {
+	if r.cfg.MailboxMax <= 0 {
+		return message.CodeRecipientUnknown
+	}
+	now := r.now()
+	m := &r.mail
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.seen[env.Recipient]; !ok || now.Sub(t) > r.cfg.MailboxTTL {
+		return message.CodeRecipientUnknown
+	}
+	box := m.boxes[env.Recipient]
+	if len(box) >= r.cfg.MailboxMax || m.bytes+f.Len() > mailboxMaxBytes {
+		return CodeMailboxFull
+	}
+	if m.boxes == nil {
+		m.boxes = map[string][]kept{}
+	}
+	m.boxes[env.Recipient] = append(box, kept{env: *env, f: f, at: now})
+	m.bytes += f.Len()
+	r.metrics.MailboxKept.Set(float64(m.bytes))
+	if !m.running {
+		m.running = true
+		r.wg.Go(r.pollMailboxes)
+	}
+	return ""
+}
+
+// take removes and returns id's mailbox.
+func (r *Router) take(id string) []kept {
+	m := &r.mail
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	box := m.boxes[id]
+	delete(m.boxes, id)
+	for _, k := range box {
+		m.bytes -= k.f.Len()
+	}
+	r.metrics.MailboxKept.Set(float64(m.bytes))
+	return box
+}
+
+// deliverMailbox sends id's kept messages to its local session s.
+func (r *Router) deliverMailbox(s *Session, id string) {
+	for _, k := range r.take(id) {
+		if r.send(s, k.f) {
+			r.metrics.countOut(k.env.Type, RouteLocal, len(k.env.Raw), 1)
+		}
+	}
+}
+
+// pollMailboxes watches the federation's presence: a recipient held by
+// another relay gets its kept messages over the mesh, in order; expired
+// messages and sightings are dropped.
+func (r *Router) pollMailboxes() {
+	t := time.NewTicker(mailboxPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := r.now()
+		remote := map[string]bool{}
+		if r.mesh != nil {
+			for _, id := range r.mesh.RemoteNodes() {
+				remote[id] = true
+				r.sawNode(id, now)
+			}
+		}
+		m := &r.mail
+		m.mu.Lock()
+		var ready []string
+		for id, box := range m.boxes {
+			// Expired messages go first.
+			n := 0
+			for n < len(box) && now.Sub(box[n].at) > r.cfg.MailboxTTL {
+				m.bytes -= box[n].f.Len()
+				n++
+			}
+			if box = box[n:]; len(box) == 0 {
+				delete(m.boxes, id)
+				continue
+			}
+			m.boxes[id] = box
+			if remote[id] {
+				ready = append(ready, id)
+			}
+		}
+		if now.Sub(m.swept) > mailboxSeenExpiry {
+			for id, at := range m.seen {
+				if now.Sub(at) > r.cfg.MailboxTTL {
+					delete(m.seen, id)
+				}
+			}
+			m.swept = now
+		}
+		r.metrics.MailboxKept.Set(float64(m.bytes))
+		m.mu.Unlock()
+		for _, id := range ready {
+			if s := r.local(id); s != nil {
+				r.deliverMailbox(s, id)
+				continue
+			}
+			box := r.take(id)
+			for i, k := range box {
+				if !r.mesh.Direct(&k.env) {
+					// The holder went again: keep the rest, in order.
+					r.requeue(id, box[i:])
+					break
+				}
+				r.metrics.countOut(k.env.Type, RouteDirect, len(k.env.Raw), 1)
+			}
+		}
+	}
+}
+
+// requeue puts messages back at the head of id's mailbox.
+func (r *Router) requeue(id string, box []kept) {
+	m := &r.mail
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.boxes == nil {
+		m.boxes = map[string][]kept{}
+	}
+	m.boxes[id] = append(box, m.boxes[id]...)
+	for _, k := range box {
+		m.bytes += k.f.Len()
+	}
+}
+
+// Close stops the router's mailbox goroutine (if one runs). Idempotent.
+func (r *Router) Close(ctx context.Context) error {
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
