@@ -1,6 +1,7 @@
 // Package admin serves the relay's operator HTTP API and is its client:
 // JSON inspection endpoints under /api/v1/ (info, peers, nodes, topics,
-// reservations), Prometheus /metrics, /healthz and /readyz. docs/ADMIN.md
+// reservations, mesh), the /ui page (ui.go), Prometheus /metrics,
+// /healthz and /readyz. docs/ADMIN.md
 // documents every endpoint and field; api.go holds the documents' types,
 // shared by the server and Client (used by the CLI).
 //
@@ -216,7 +217,7 @@ func (s *Server) Close(ctx context.Context) error {
 
 // serveHTTP checks the token, then dispatches.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !s.token.Header(r) {
+	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isUIPath(r.URL.Path) && !s.token.Header(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay admin"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{"missing or invalid bearer token"})
 		return
@@ -273,6 +274,11 @@ func (s *Server) routes() {
 		m.HandleFunc("GET /api/v1/nodes", api(func() any { return s.src.Nodes() }))
 		m.HandleFunc("GET /api/v1/topics", api(func() any { return s.src.Topics() }))
 		m.HandleFunc("GET /api/v1/reservations", api(func() any { return s.src.Reservations() }))
+		if ms, ok := s.src.(MeshSource); ok {
+			m.HandleFunc("GET /api/v1/mesh", s.serveMesh(ms))
+			m.Handle("GET /ui", uiHandler())
+			m.Handle("GET /ui/", uiHandler())
+		}
 	}
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{"no such endpoint: " + r.Method + " " + r.URL.Path})
@@ -288,6 +294,8 @@ const index = `gsio-relay admin API
   GET /api/v1/nodes         gsio-nodes, on this relay and federation-wide
   GET /api/v1/topics        GossipSub topics and their peers
   GET /api/v1/reservations  circuit relay v2 reservations
+  GET /api/v1/mesh          the whole federation, swept over /gsio/inspect/1.0.0
+  GET /ui                   the federation as a live picture (?token=TOKEN)
   GET /metrics              Prometheus metrics
   GET /healthz              200 while the process runs
   GET /readyz               200 when ready, 503 with the reason when not

@@ -49,6 +49,7 @@ type Config struct {
 	NAT          NATConfig
 	Discovery    DiscoveryConfig
 	Private      PrivateConfig
+	Inspect      InspectConfig // inspectproto.go
 }
 
 // HostConfig is the libp2p host: its addresses and connection manager.
@@ -306,6 +307,7 @@ func DefaultConfig() Config {
 			IdleTimeout:  2 * time.Minute,
 		},
 		RelayService: RelayServiceConfig{Enable: true, Resources: resources},
+		Inspect:      defaultInspectConfig(),
 		NAT:          NATConfig{Reachability: reachabilityPublic, EnableAutoNATService: true, EnableHolePunching: true},
 		Discovery: DiscoveryConfig{
 			BootstrapBackoffMin:  time.Second,

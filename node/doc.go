@@ -45,10 +45,19 @@
 //     runs a goroutine of ours.
 //   - inspector (inspect.go): read-only views for the admin API,
 //     embedded in Node; no goroutine, no state of its own.
+//   - inspectService (inspectproto.go, inspectsummary.go,
+//     inspectsweep.go): the inspection
+//     protocol /gsio/inspect/1.0.0 (docs/INSPECT.md) and the sweep of
+//     the federation behind MeshView. Goroutines: sampleLoop (counter
+//     samples for rates, idle token buckets); one sweep at a time, which
+//     waits for its requests. libp2p runs handle for inbound streams,
+//     counted (at most Inspect.MaxConcurrent) and waited for by close.
 //
-// Start joins the topics, then starts direct, publisher, presence, gossip
-// and discovery. Close cancels the node's context (every component's
-// goroutines stop at once), then closes them in reverse: discovery (mDNS,
+// Start joins the topics, then starts direct, publisher, presence, gossip,
+// discovery and inspect. Close cancels the node's context (every
+// component's goroutines stop at once), then closes them in reverse:
+// inspect (its handler removed, its goroutines and handlers waited for),
+// discovery (mDNS,
 // its goroutines, then the DHT), direct (senders' streams reset, its
 // goroutines, then the inbound streams reset and their handlers waited
 // for), publisher, presence, gossip (its goroutines, then pubsub, then the
@@ -74,5 +83,8 @@
 //   - reservations.mu: the mirror of the relay service's reservations
 //     (taken inside go-libp2p's relay lock, via the connection manager);
 //   - discovery.mu: discovered peers' last dial and source;
-//   - allowBlacklist.mu: peers blacklisted by pubsub.BlacklistPeer.
+//   - allowBlacklist.mu: peers blacklisted by pubsub.BlacklistPeer;
+//   - inspectService.mu (token buckets, inbound count), sampleMu
+//     (counter samples, the reused summary), viewMu (the cached view,
+//     the sweep in flight).
 package node

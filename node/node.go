@@ -50,6 +50,7 @@ type Node struct {
 	pub      *publisher
 	direct   *direct
 	disc     *discovery
+	insp     *inspectService
 
 	mu        sync.Mutex // guards started and closed; serializes Start and Close
 	started   bool
@@ -65,6 +66,7 @@ type options struct {
 	logger       *slog.Logger
 	registerer   prometheus.Registerer
 	gossipParams *pubsub.GossipSubParams
+	inspect      inspectOptions // inspectproto.go
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -123,7 +125,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	a, perr := cfg.parse()
-	if err := errors.Join(cfg.validate(), perr); err != nil {
+	if err := errors.Join(cfg.validate(), cfg.Inspect.validate(), perr); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
 	o := options{logger: slog.Default()}
@@ -174,6 +176,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	n.pub = newPublisher(life, c, n.gossip, speak, federated)
 	n.direct = newDirect(life, c, dir, n.presence.isLocal, speak, allow)
 	n.inspector = &inspector{cfg: cfg, self: self, host: c.host, gossip: n.gossip, dir: dir, disc: n.disc, rsvps: rsvps}
+	if n.insp, err = newInspectService(life, c, n.inspector, n.presence, dir, allow, o); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
 	onLastDisconnect(c.host, rsvps.ended) // the relay service drops the reservation too
 	if o.registerer != nil {
 		if err := c.m.register(o.registerer); err != nil {
@@ -222,6 +228,7 @@ func (n *Node) Start(r Receiver) error {
 	n.presence.start()
 	n.gossip.start()
 	n.disc.start()
+	n.insp.start()
 	return nil
 }
 
@@ -237,6 +244,7 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 
 		n.cancel()
+		n.insp.close()
 		dhtErr := n.disc.close()
 		n.direct.close()
 		n.pub.close()

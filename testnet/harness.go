@@ -133,7 +133,9 @@ func (h *Harness) start(r *Relay) {
 	if h.admin {
 		reg = prometheus.NewRegistry()
 		nopts = append(nopts, node.WithRegisterer(reg))
-		ropts = append(ropts, relay.WithMetrics(relay.NewMetrics(reg)))
+		rm := relay.NewMetrics(reg)
+		ropts = append(ropts, relay.WithMetrics(rm))
+		nopts = append(nopts, node.WithCounters(admin.RouterCounters(rm)), node.WithVersion("test"))
 		topts = append(topts, transport.WithMetrics(transport.NewMetrics(reg)))
 	}
 	nd, err := node.New(context.Background(), cfg, nopts...)

@@ -174,9 +174,11 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 
 	var mesh relay.Mesh
 	var nd *node.Node
+	rm := relay.NewMetrics(reg)
 	if !cfg.Standalone {
 		var err error
-		if nd, err = node.New(ctx, cfg.Node, node.WithLogger(log), node.WithRegisterer(reg)); err != nil {
+		if nd, err = node.New(ctx, cfg.Node, node.WithLogger(log), node.WithRegisterer(reg),
+			node.WithCounters(admin.RouterCounters(rm)), node.WithVersion(version)); err != nil {
 			return err
 		}
 		up.push("node", func(ctx context.Context) error { return closeWithin(ctx, nd.Close) })
@@ -186,7 +188,7 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	if err != nil {
 		return stop(err)
 	}
-	ropts = append(ropts, relay.WithLogger(log), relay.WithMetrics(relay.NewMetrics(reg)))
+	ropts = append(ropts, relay.WithLogger(log), relay.WithMetrics(rm))
 	if cfg.HistoryEnabled {
 		store, err := openHistory(cfg, log)
 		if err != nil {
