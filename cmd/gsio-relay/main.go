@@ -29,6 +29,7 @@ func newApp() *cli.App {
 			peersCommand(),
 			nodesCommand(),
 			topicsCommand(),
+			historyCommand(),
 			healthCommand(),
 			keygenCommand(),
 			idCommand(),
