@@ -180,7 +180,7 @@ func (h *Harness) start(r *Relay) {
 	if h.admin {
 		src := &admin.RelaySource{Node: nd, Router: rt, WS: ws, Version: "test", PingInterval: 500 * time.Millisecond}
 		adm, err := admin.New(admin.Config{Listen: "127.0.0.1:0"}, admin.WithSource(src), admin.WithMetrics(reg),
-			admin.WithSampleInterval(100*time.Millisecond), admin.WithLogger(testutil.Logger().With("relay", r.Index)))
+			admin.WithSampleInterval(100*time.Millisecond), admin.WithLogger(testutil.Logger().With("relay", r.Index)), admin.WithHistory(store))
 		if err != nil {
 			t.Fatalf("relay %d: admin: %v", r.Index, err)
 		}

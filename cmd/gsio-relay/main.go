@@ -30,6 +30,7 @@ func newApp() *cli.App {
 			nodesCommand(),
 			topicsCommand(),
 			meshCommand(),
+			historyCommand(),
 			healthCommand(),
 			keygenCommand(),
 			idCommand(),

@@ -189,6 +189,7 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	ropts = append(ropts, relay.WithLogger(log), relay.WithMetrics(rm))
+	var hist admin.HistoryStats // nil: /api/v1/history says the relay keeps none
 	if cfg.HistoryEnabled {
 		store, err := openHistory(cfg, log)
 		if err != nil {
@@ -197,6 +198,8 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		// Pushed before the WebSocket server: closed after it.
 		up.push("history", func(context.Context) error { return store.Close() })
 		ropts = append(ropts, relay.WithHistory(store))
+		hist = store
+		reg.MustRegister(newHistoryCollector(store))
 	}
 	router, err := relay.New(cfg.Relay, mesh, ropts...)
 	if err != nil {
@@ -217,7 +220,7 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	src := &admin.RelaySource{Node: nd, Router: router, WS: ws, Version: version, Started: started}
-	adm, err := admin.New(cfg.Admin, admin.WithLogger(log), admin.WithSource(src), admin.WithMetrics(reg))
+	adm, err := admin.New(cfg.Admin, admin.WithLogger(log), admin.WithSource(src), admin.WithMetrics(reg), admin.WithHistory(hist))
 	if err != nil {
 		return stop(err)
 	}
