@@ -258,11 +258,17 @@ func (r *Router) authOK(s *Session) {
 }
 
 // sendRelay queues a message from the relay itself to the session.
+// It runs on s's read pump, in answer to s itself, so it is never held
+// behind a resume: RelayAuthOk comes before the replay, RelayHistoryEnd
+// right after it, then the live frames held meanwhile.
 func (r *Router) sendRelay(s *Session, typ, to string, payload []byte) {
 	b := message.Build(typ, message.NewID(), r.cfg.RelayID, to, payload)
-	if r.send(s, wsframe.NewText(b)) {
-		r.metrics.countOut(typ, RouteLocal, len(b), 1)
+	if err := s.conn.Send(wsframe.NewText(b)); err != nil {
+		r.metrics.drop(DropSendRefused)
+		return
 	}
+	s.out.Add(1)
+	r.metrics.countOut(typ, RouteLocal, len(b), 1)
 }
 
 // jsonString encodes s as a JSON string.

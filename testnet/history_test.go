@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gsio-net/gsio-relay/history"
+	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/relay"
 )
 
@@ -248,5 +250,32 @@ func TestResumeOnAnotherRelay(t *testing.T) {
 		if seen[fmt.Sprint("m", i)] != 1 {
 			t.Fatalf("m%d delivered %d times", i, seen[fmt.Sprint("m", i)])
 		}
+	}
+}
+
+// TestResumeWithKeyID: a key id resuming with ?since_ms= gets its
+// challenge, RelayAuthOk, the replay, RelayHistoryEnd, then live traffic,
+// in that order.
+func TestResumeWithKeyID(t *testing.T) {
+	r, _ := standaloneWithHistory(t)
+	a := Dial(t, r.URL+"?node_id=a", "a")
+	since := time.Now().UnixMilli()
+	a.Send("EntryAnnounce", "before", "", `{}`)
+	_, k, _ := ed25519.GenerateKey(nil)
+	kid := nodeauth.KeyID(k.Public().(ed25519.PublicKey))
+	c := Dial(t, r.URL+fmt.Sprintf("?node_id=%s&since_ms=%d", kid, since), kid)
+	var ch nodeauth.Challenge
+	json.Unmarshal(c.Expect("RelayChallenge").Payload, &ch)
+	_, p := ch.Answer(k, time.Now())
+	b, _ := json.Marshal(p)
+	c.Send("NodeAuth", "auth", "relay", string(b))
+	c.Expect("RelayAuthOk")
+	if m := c.Expect("EntryAnnounce"); m.ID != "before" {
+		t.Fatalf("replay gave %s", m.ID)
+	}
+	c.Expect(relay.TypeRelayHistoryEnd)
+	a.Send("EntryAnnounce", "after", "", `{}`)
+	if m := c.Expect("EntryAnnounce"); m.ID != "after" {
+		t.Fatalf("live gave %s", m.ID)
 	}
 }
