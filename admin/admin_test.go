@@ -63,20 +63,7 @@ func TestConfigValidate(t *testing.T) {
 func startAdmin(t *testing.T, cfg admin.Config) (*admin.Server, *testnet.Standalone) {
 	t.Helper()
 	r := testnet.StartStandalone(t, nil, nil)
-	srv, err := admin.New(cfg, admin.WithSource(&admin.RelaySource{Router: r.Router, WS: r.WS, Version: "test"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Close(ctx); err != nil {
-			t.Errorf("close admin: %v", err)
-		}
-	})
+	srv := testnet.StartAdmin(t, cfg, admin.WithSource(&admin.RelaySource{Router: r.Router, WS: r.WS, Version: "test"}))
 	return srv, r
 }
 

@@ -19,19 +19,8 @@ import (
 func startHistoryAdmin(t *testing.T, h admin.HistoryStats, opts ...relay.Option) (*admin.Server, *testnet.Standalone) {
 	t.Helper()
 	r := testnet.StartStandalone(t, nil, nil, opts...)
-	srv, err := admin.New(admin.Config{Listen: "127.0.0.1:0", Token: "s3cret"},
+	srv := testnet.StartAdmin(t, admin.Config{Listen: "127.0.0.1:0", Token: "s3cret"},
 		admin.WithSource(&admin.RelaySource{Router: r.Router, WS: r.WS, Version: "test"}), admin.WithHistory(h))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Close(ctx)
-	})
 	return srv, r
 }
 

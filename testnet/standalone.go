@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/admin"
 	"github.com/gsio-net/gsio-relay/history"
 	"github.com/gsio-net/gsio-relay/internal/testutil"
 	"github.com/gsio-net/gsio-relay/relay"
@@ -79,4 +80,25 @@ func OpenHistory(t testing.TB) *history.Store {
 	}
 	t.Cleanup(func() { store.Close() })
 	return store
+}
+
+// StartAdmin starts an admin server with cfg and opts; t.Cleanup closes
+// it.
+func StartAdmin(t testing.TB, cfg admin.Config, opts ...admin.Option) *admin.Server {
+	t.Helper()
+	srv, err := admin.New(cfg, opts...)
+	if err != nil {
+		t.Fatalf("admin.New: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start admin: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
+			t.Errorf("close admin: %v", err)
+		}
+	})
+	return srv
 }

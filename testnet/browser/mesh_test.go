@@ -162,19 +162,8 @@ func TestMeshPage(t *testing.T) {
 
 	t.Run("token", func(t *testing.T) {
 		r := h.Relays[0]
-		srv, err := admin.New(admin.Config{Listen: "127.0.0.1:0", Token: "s3cret"},
+		srv := testnet.StartAdmin(t, admin.Config{Listen: "127.0.0.1:0", Token: "s3cret"},
 			admin.WithSource(&admin.RelaySource{Node: r.Node, Router: r.Router, WS: r.WS, Version: "test"}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Close(ctx)
-		})
 		tab := openTab(t, browser)
 		tab.navigate(srv.URL()+"/ui", url.Values{"interval": {"400"}})
 		d := tab.waitDOM("an error about the token", func(d meshDOM) bool { return d.Status == "error" })
