@@ -11,6 +11,10 @@ import (
 // crosses two relays byte for byte; a broadcast over 1 MiB is refused
 // with too_large and the session goes on.
 func TestLargeDirectAcrossRelays(t *testing.T) {
+	// 16 MiB under -race, and presence plus a mailbox poll, on a loaded
+	// 2-core machine: a longer wait than the package's default.
+	defer func(w time.Duration) { Wait = w }(Wait)
+	Wait = 45 * time.Second
 	h := StartHarness(t, 2, Full)
 	a := Dial(t, h.Relays[0].URL+"?node_id=a", "a")
 	b := Dial(t, h.Relays[1].URL+"?node_id=b", "b")

@@ -13,6 +13,10 @@ import (
 // binds again on another relay; a node never seen gets recipient_unknown;
 // a full mailbox gets mailbox_full.
 func TestMailboxAcrossRelays(t *testing.T) {
+	// 16 MiB under -race, and presence plus a mailbox poll, on a loaded
+	// 2-core machine: a longer wait than the package's default.
+	defer func(w time.Duration) { Wait = w }(Wait)
+	Wait = 45 * time.Second
 	h := StartHarness(t, 2, Full, WithRelayConfig(func(_ int, c *relay.Config) { c.MailboxMax = 5 }))
 	s := Dial(t, h.Relays[0].URL+"?node_id=sender", "sender")
 	r := Dial(t, h.Relays[1].URL+"?node_id=rcpt", "rcpt")

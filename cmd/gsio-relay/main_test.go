@@ -223,7 +223,7 @@ func TestBadConfigIsOneClearLine(t *testing.T) {
 		{[]string{"run", "--config", broken}, "config " + broken},
 		{[]string{"run", "--config", filepath.Join(dir, "missing.toml")}, "missing.toml"},
 		{append(standalone, "--log-level", "loud"), "--log-level"},
-		{append(standalone, "--max-message-size", "-1"), "MaxMessageSize"},
+		{append(standalone, "--max-message-size", "-1"), "--max-message-size"},
 		{append(standalone, "--node-auth", "closed"), "--node-auth"},
 		{append(standalone, "--bind-timeout", "0s"), "--bind-timeout"},
 		{append(standalone, "--node-jwt-key", filepath.Join(dir, "nokey.pem")), "--node-jwt-key"},
