@@ -46,9 +46,10 @@ type Presence struct {
 }
 
 // Snapshot returns the presence snapshot of relay k announcing nodes (in
-// as many parts as needed) and addrs, with the longest interval a relay
-// honours (8 s: its entries live 24 s without a refresh).
-func Snapshot(k Key, seq uint64, addrs, nodes []string) [][]byte {
+// as many parts as needed) and addrs, with interval intervalMS (relays
+// honour 50 ms to 8 s: the entries live three intervals without a
+// refresh).
+func Snapshot(k Key, epoch int64, seq uint64, intervalMS int64, addrs, nodes []string) [][]byte {
 	var parts [][]string
 	for len(nodes) > 0 || len(parts) == 0 {
 		n, size := 0, 0
@@ -59,10 +60,9 @@ func Snapshot(k Key, seq uint64, addrs, nodes []string) [][]byte {
 		parts = append(parts, nodes[:n])
 		nodes = nodes[n:]
 	}
-	epoch := time.Now().UnixMilli()
 	out := make([][]byte, len(parts))
 	for i, ns := range parts {
-		p := Presence{Type: "snapshot", Relay: k.ID.String(), Epoch: epoch, Seq: seq, IntervalMS: 8000, Addrs: addrs, Nodes: ns}
+		p := Presence{Type: "snapshot", Relay: k.ID.String(), Epoch: epoch, Seq: seq, IntervalMS: intervalMS, Addrs: addrs, Nodes: ns}
 		if len(parts) > 1 {
 			p.Part, p.Parts = i, len(parts)
 		}
@@ -72,22 +72,56 @@ func Snapshot(k Key, seq uint64, addrs, nodes []string) [][]byte {
 }
 
 // FillPresence makes each of keys a relay announcing perKey node ids
-// (prefix-<key>-<n>, padded to idLen bytes when idLen is larger), written
-// to relay target: the directory-filling attack.
-func FillPresence(ctx context.Context, p *Peer, target peer.ID, network string, keys []Key, perKey, idLen int, prefix string) error {
+// (prefix-<key>-<n>, padded to idLen bytes when idLen is larger) with
+// interval interval, written to relay target: the directory-filling
+// attack. Then, until ctx ends, it keeps the claims alive as cheaply as
+// a relay can: every interval, an empty join of each key (any presence
+// message of the epoch refreshes a relay; the joins' seqs stay below the
+// snapshot's, so that one overtaking the snapshot does not make the
+// relays drop it as stale). It returns once the snapshots
+// are written, with a channel that is closed when the refreshes have
+// ended (carrying the first error, if any).
+func FillPresence(ctx context.Context, p *Peer, target peer.ID, network string, keys []Key, perKey, idLen int, prefix string, interval time.Duration) (<-chan error, error) {
 	var data [][]byte
 	var signers []Key
+	epoch := time.Now().UnixMilli()
 	for i, k := range keys {
 		ids := make([]string, perKey)
 		for j := range ids {
 			ids[j] = pad(fmt.Sprintf("%s-%d-%d", prefix, i, j), idLen)
 		}
-		for _, m := range Snapshot(k, 1, nil, ids) {
+		for _, m := range Snapshot(k, epoch, 1<<40, interval.Milliseconds(), nil, ids) {
 			data = append(data, m)
 			signers = append(signers, k)
 		}
 	}
-	return publishAs(ctx, p, target, PresenceTopic(network), signers, data, 1)
+	topic := PresenceTopic(network)
+	if err := publishAs(ctx, p, target, topic, signers, data, 1); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for seq := uint64(1); ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			data := make([][]byte, len(keys))
+			for i, k := range keys {
+				data[i], _ = json.Marshal(Presence{Type: "join", Relay: k.ID.String(), Epoch: epoch, Seq: seq,
+					IntervalMS: interval.Milliseconds(), Nodes: []string{}})
+			}
+			if err := publishAs(ctx, p, target, topic, keys, data, 64); err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	return done, nil
 }
 
 // publishAs signs data[i] as signers[i] (cycling) and writes them to
@@ -101,12 +135,13 @@ func publishAs(ctx context.Context, p *Peer, target peer.ID, topic string, signe
 	if err != nil {
 		return err
 	}
-	r, err := p.OpenRaw(ctx, target)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	return r.Publish(msgs, perRPC)
+	return p.Write(ctx, target, msgs, perRPC)
+}
+
+// Write writes signed messages to target on the peer's raw GossipSub
+// stream, perRPC to an RPC.
+func (p *Peer) Write(ctx context.Context, target peer.ID, msgs []*pb.Message, perRPC int) error {
+	return p.withRaw(ctx, target, func(r *Raw) error { return r.Publish(msgs, perRPC) })
 }
 
 func pad(s string, n int) string {
@@ -126,6 +161,15 @@ func Broadcast(sender, id string) []byte {
 // that knows those nodes must hold every one of them for the speak-for
 // wait. All are signed before the first is written.
 func HoldFlood(ctx context.Context, p *Peer, target peer.ID, network string, keys []Key, perKey int, senders []string) error {
+	msgs, err := HoldFloodMessages(network, keys, perKey, senders)
+	if err != nil {
+		return err
+	}
+	return p.Write(ctx, target, msgs, 256)
+}
+
+// HoldFloodMessages are HoldFlood's messages, signed, for Write.
+func HoldFloodMessages(network string, keys []Key, perKey int, senders []string) ([]*pb.Message, error) {
 	tag := randHex(4)
 	var data [][]byte
 	var signers []Key
@@ -135,7 +179,7 @@ func HoldFlood(ctx context.Context, p *Peer, target peer.ID, network string, key
 			signers = append(signers, k)
 		}
 	}
-	return publishAs(ctx, p, target, BroadcastTopic(network), signers, data, 256)
+	return signEach(signers, BroadcastTopic(network), data)
 }
 
 // Flood writes to target, as the peer itself, batches of perBatch
@@ -203,22 +247,20 @@ func DirectUnknown(ctx context.Context, target peer.AddrInfo, n int, recipient s
 func SubscribeMany(ctx context.Context, p *Peer, target peer.ID, n, perRPC int) (first, last string, err error) {
 	tag := randHex(4)
 	name := func(i int) string { return fmt.Sprintf("junk/%s/%d", tag, i) }
-	r, err := p.OpenRaw(ctx, target)
-	if err != nil {
-		return "", "", err
-	}
-	defer r.Close()
-	for done := 0; done < n; {
-		var rpc pb.RPC
-		for i := 0; i < perRPC && done < n; i++ {
-			rpc.Subscriptions = append(rpc.Subscriptions, &pb.RPC_SubOpts{Subscribe: proto.Bool(true), Topicid: proto.String(name(done))})
-			done++
+	err = p.withRaw(ctx, target, func(r *Raw) error {
+		for done := 0; done < n; {
+			var rpc pb.RPC
+			for i := 0; i < perRPC && done < n; i++ {
+				rpc.Subscriptions = append(rpc.Subscriptions, &pb.RPC_SubOpts{Subscribe: proto.Bool(true), Topicid: proto.String(name(done))})
+				done++
+			}
+			if err := r.Send(&rpc); err != nil {
+				return err
+			}
 		}
-		if err := r.Send(&rpc); err != nil {
-			return "", "", err
-		}
-	}
-	return name(0), name(n - 1), nil
+		return nil
+	})
+	return name(0), name(n - 1), err
 }
 
 func randHex(n int) string {

@@ -34,6 +34,9 @@ type Peer struct {
 	mu      sync.Mutex
 	gossip  map[peer.ID]bool // relays whose GossipSub stream reached us
 	arrived chan struct{}    // kicked when one does
+
+	rawMu sync.Mutex // one writer of the raw streams at a time
+	raw   map[peer.ID]*Raw
 }
 
 // Config is how a Peer is built.
@@ -60,7 +63,7 @@ func New(cfg Config) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adversary host: %w", err)
 	}
-	p := &Peer{Host: h, Key: keys[0], gossip: map[peer.ID]bool{}, arrived: make(chan struct{}, 1)}
+	p := &Peer{Host: h, Key: keys[0], gossip: map[peer.ID]bool{}, arrived: make(chan struct{}, 1), raw: map[peer.ID]*Raw{}}
 	h.SetStreamHandler(MeshSub, func(s network.Stream) {
 		p.mu.Lock()
 		p.gossip[s.Conn().RemotePeer()] = true

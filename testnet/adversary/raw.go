@@ -37,12 +37,13 @@ func Signed(k Key, topic string, data []byte) (*pb.Message, error) {
 	return m, nil
 }
 
-// signEach signs data[i] as keys[i] on topic, on every core.
+// signEach signs data[i] as keys[i] on topic, on all cores but one (the
+// relays under attack may run in the same process).
 func signEach(keys []Key, topic string, data [][]byte) ([]*pb.Message, error) {
 	out := make([]*pb.Message, len(data))
 	errs := make([]error, len(data))
 	var wg sync.WaitGroup
-	w := runtime.GOMAXPROCS(0)
+	w := max(runtime.GOMAXPROCS(0)-1, 1)
 	for g := range w {
 		wg.Go(func() {
 			for i := g; i < len(data); i += w {
@@ -59,16 +60,40 @@ func signEach(keys []Key, topic string, data [][]byte) ([]*pb.Message, error) {
 	return out, nil
 }
 
-// Raw is an open GossipSub stream to one relay.
+// Raw is an open GossipSub stream to one relay: the peer's own, the one
+// the relay reads its RPCs from (a second one would replace the first).
 type Raw struct{ s network.Stream }
 
-// OpenRaw opens the peer's raw GossipSub stream to target.
+// OpenRaw opens a GossipSub stream to target. Most attacks use the peer's
+// one stream per relay (withRaw) instead.
 func (p *Peer) OpenRaw(ctx context.Context, target peer.ID) (*Raw, error) {
 	s, err := p.NewStream(ctx, target, MeshSub)
 	if err != nil {
 		return nil, fmt.Errorf("gossipsub stream: %w", err)
 	}
 	return &Raw{s}, nil
+}
+
+// withRaw runs f with the peer's stream to target, opened on first use,
+// one f at a time; a stream f failed on is dropped (the next f opens
+// another).
+func (p *Peer) withRaw(ctx context.Context, target peer.ID, f func(*Raw) error) error {
+	p.rawMu.Lock()
+	defer p.rawMu.Unlock()
+	r := p.raw[target]
+	if r == nil {
+		var err error
+		if r, err = p.OpenRaw(ctx, target); err != nil {
+			return err
+		}
+		p.raw[target] = r
+	}
+	if err := f(r); err != nil {
+		_ = r.s.Reset()
+		delete(p.raw, target)
+		return err
+	}
+	return nil
 }
 
 // Close closes the stream.
