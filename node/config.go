@@ -124,6 +124,16 @@ type GossipConfig struct {
 	// ScoreInspectInterval is how often peer scores are sampled for the
 	// admin API and the metrics. Default 5 s.
 	ScoreInspectInterval time.Duration
+	// OriginRate and OriginBurst bound the broadcasts one origin may push
+	// into the federation: a token bucket of OriginRate GSIO messages a
+	// second (every message of a batch counts), OriginBurst deep, per
+	// origin relay (per forwarding peer for origins that are not relays);
+	// messages over it are ignored and counted (origin_rate). Default
+	// 10000/s, burst 20000: ten times the per-connection client rate,
+	// above what an honest relay publishes outside a benchmark, and a
+	// sustained rate a WebSocket client on a LAN reads.
+	OriginRate  float64
+	OriginBurst int
 	// SubscriptionGrace is how long a connected relay of the federation
 	// may stay unknown to pubsub as a subscriber of our topics before its
 	// connections are closed to reset both pubsub sessions (see
@@ -297,6 +307,8 @@ func DefaultConfig() Config {
 			ValidateConcurrency:   8192,
 			SubscriptionBuffer:    8192,
 			ScoreInspectInterval:  5 * time.Second,
+			OriginRate:            10000,
+			OriginBurst:           20000,
 			SubscriptionGrace:     10 * time.Second,
 		},
 		Publish: PublishConfig{QueueSize: 8192, PeerWait: 5 * time.Second, BatchBytes: 64 << 10, BatchMax: 256},

@@ -401,7 +401,7 @@ func (d *direct) onMessage(from peer.ID, body []byte) {
 		d.log.Debug("direct message rejected", "remote", from.String(), "reason", reason)
 		return
 	}
-	if r, reason := d.speak.check(d.ctx, from, env.Sender, time.Now().Add(d.cfg.Presence.SpeakForWait)); r != pubsub.ValidationAccept {
+	if r, reason := d.speak.check(d.ctx, from, from, env.Sender, time.Now().Add(d.cfg.Presence.SpeakForWait)); r != pubsub.ValidationAccept {
 		d.m.validated("direct", r, reason)
 		d.log.Debug("direct message refused", "remote", from.String(), "node", env.Sender, "reason", reason)
 		return

@@ -1,11 +1,14 @@
 package node
 
 import (
+	"maps"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/gsio-net/gsio-relay/internal/ttlset"
 )
 
 // Presence timing bounds (docs/PROTOCOL.md "Presence"): a relay's
@@ -21,6 +24,17 @@ const (
 // directory maps node ids to the other relays that hold them, from the
 // presence topic. One mutex (mu) guards all of it; it is never held while
 // calling out of the directory.
+//
+// Its bounds are shared fairly (docs/PROTOCOL.md 5.3): a relay in good
+// standing (standing.good) is never refused a relay slot or an entry
+// because of relays that are not: it takes the place of the relay not in
+// good standing with the most entries (the newest of those), or one entry
+// of it. Relays not in good standing share what is left max-min fairly:
+// one takes an entry from another only while that one has at least two
+// more. A relay whose claims were refused or evicted is marked over (its
+// set is incomplete): the speak-for rule ignores, rather than holds and
+// rejects, a message of it for a node it is not known to hold, so that no
+// honest forwarder is penalised for what our bounds did.
 type directory struct {
 	missed     int
 	maxRelays  int
@@ -32,8 +46,12 @@ type directory struct {
 	mu      sync.Mutex
 	relays  map[peer.ID]*relayEntry
 	holders map[string]map[peer.ID]struct{}
+	peak    int           // the most holders since the map was last copied (shrink)
 	entries int           // sum of len(relay.nodes)
 	changed chan struct{} // closed and replaced on every change
+	// refused are relays recently refused (or evicted) by the relay
+	// bound: like an entry that is over, what they hold is unknown.
+	refused *ttlset.Set[peer.ID]
 }
 
 type relayEntry struct {
@@ -45,6 +63,10 @@ type relayEntry struct {
 	nodes    map[string]int64     // held nodes: a key id's proof ts, 0 for other ids
 	left     map[string]time.Time // nodes that left recently
 	snap     *snapAssembly
+	peak     int       // the most nodes since the map was last copied (shrink)
+	added    time.Time // when the relay entered the directory
+	good     bool      // a relay in good standing (set by apply and refreshStanding)
+	over     bool      // claims of it were refused or evicted by a bound: its set is incomplete
 }
 
 // snapAssembly collects the parts of a multi-part snapshot.
@@ -53,6 +75,7 @@ type snapAssembly struct {
 	parts int
 	got   map[int]bool
 	nodes map[string]int64
+	cut   bool // ids beyond MaxNodesPerRelay were left out
 }
 
 func newDirectory(cfg PresenceConfig, m *metrics) *directory {
@@ -66,6 +89,7 @@ func newDirectory(cfg PresenceConfig, m *metrics) *directory {
 		relays:     map[peer.ID]*relayEntry{},
 		holders:    map[string]map[peer.ID]struct{}{},
 		changed:    make(chan struct{}),
+		refused:    ttlset.New[peer.ID](4*max(cfg.MaxRelays, 64), maxPresenceExpiry, nil),
 	}
 }
 
@@ -84,33 +108,47 @@ func (d *directory) notifyLocked() {
 	d.m.dirRelays.Set(float64(len(d.relays)))
 }
 
-func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64) bool {
+// addState is what one apply learnt: no entry can be made room for.
+type addState struct{ noRoom bool }
+
+func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64, st *addState) bool {
 	if _, ok := e.nodes[id]; ok {
 		e.nodes[id] = max(e.nodes[id], ts)
 		return true
 	}
-	if len(e.nodes) >= d.maxPerRel || d.entries >= d.maxEntries {
+	if len(e.nodes) >= d.maxPerRel {
+		e.over = true
+		return false
+	}
+	if d.entries >= d.maxEntries && (st.noRoom || !d.evictEntryLocked(r, e)) {
+		// Nothing changes within this apply that would make room.
+		st.noRoom = true
+		e.over = true
 		return false
 	}
 	e.nodes[id] = ts
+	e.peak = max(e.peak, len(e.nodes))
 	delete(e.left, id)
 	d.entries++
 	h := d.holders[id]
 	if h == nil {
 		h = map[peer.ID]struct{}{}
 		d.holders[id] = h
+		d.peak = max(d.peak, len(d.holders))
 	}
 	h[r] = struct{}{}
 	return true
 }
 
-func (d *directory) removeLocked(r peer.ID, e *relayEntry, id string, now time.Time) {
+// removeLocked removes id from relay r; left records it as a node that
+// left (it may still be spoken for within the grace).
+func (d *directory) removeLocked(r peer.ID, e *relayEntry, id string, now time.Time, left bool) {
 	if _, ok := e.nodes[id]; !ok {
 		return
 	}
 	delete(e.nodes, id)
 	d.entries--
-	if len(e.left) < d.maxPerRel {
+	if left && len(e.left) < d.maxPerRel {
 		e.left[id] = now
 	}
 	if h := d.holders[id]; h != nil {
@@ -121,43 +159,105 @@ func (d *directory) removeLocked(r peer.ID, e *relayEntry, id string, now time.T
 	}
 }
 
-// replaceLocked makes set the nodes of relay r.
+// victimLocked is the relay not in good standing, other than r, with the
+// most entries (of those, the newest): the one that makes room.
+func (d *directory) victimLocked(r peer.ID) (peer.ID, *relayEntry) {
+	var (
+		vr peer.ID
+		v  *relayEntry
+	)
+	for q, e := range d.relays {
+		if q == r || e.good {
+			continue
+		}
+		if v == nil || len(e.nodes) > len(v.nodes) || (len(e.nodes) == len(v.nodes) && e.added.After(v.added)) {
+			vr, v = q, e
+		}
+	}
+	return vr, v
+}
+
+// evictEntryLocked makes room for one entry of relay r (e), the directory
+// being full: it evicts one entry of the victim, if r is in good standing
+// or the victim has at least two entries more than r. It reports whether
+// it did.
+func (d *directory) evictEntryLocked(r peer.ID, e *relayEntry) bool {
+	vr, v := d.victimLocked(r)
+	if v == nil || len(v.nodes) == 0 || (!e.good && len(v.nodes) <= len(e.nodes)+1) {
+		return false
+	}
+	for id := range v.nodes {
+		d.removeLocked(vr, v, id, time.Time{}, false)
+		break
+	}
+	v.over = true
+	d.m.dirEvicted.Inc()
+	return true
+}
+
+// evictRelayLocked makes room for one relay in good standing, the
+// directory holding MaxRelays: it removes the victim. It reports whether
+// there was one.
+func (d *directory) evictRelayLocked() bool {
+	vr, v := d.victimLocked("")
+	if v == nil {
+		return false
+	}
+	for id := range v.nodes {
+		d.removeLocked(vr, v, id, time.Time{}, false)
+	}
+	delete(d.relays, vr)
+	d.refused.Add(vr)
+	d.m.dirEvicted.Inc()
+	return true
+}
+
+// replaceLocked makes set the nodes of relay r. A set that fits whole
+// makes r's set complete again (not over).
 func (d *directory) replaceLocked(r peer.ID, e *relayEntry, set map[string]int64, now time.Time) (refused int) {
 	for id := range e.nodes {
 		if _, ok := set[id]; !ok {
-			d.removeLocked(r, e, id, now)
+			d.removeLocked(r, e, id, now, true)
 		}
 	}
+	var st addState
 	for id, ts := range set {
-		if !d.addLocked(r, e, id, ts) {
+		if !d.addLocked(r, e, id, ts, &st) {
 			refused++
 		}
+	}
+	if refused == 0 {
+		e.over = false
 	}
 	return refused
 }
 
-// apply records a validated presence message of relay r.
-func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, now time.Time) {
+// apply records a validated presence message of relay r; good is r's
+// standing (standing.good, taken before the call).
+func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, good bool, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.relays[r]
 	if e == nil {
-		if len(d.relays) >= d.maxRelays {
+		if len(d.relays) >= d.maxRelays && (!good || !d.evictRelayLocked()) {
 			d.m.dirRefused.Inc()
+			d.refused.Add(r)
 			return
 		}
-		e = &relayEntry{epoch: p.Epoch, nodes: map[string]int64{}, left: map[string]time.Time{}}
+		e = &relayEntry{epoch: p.Epoch, nodes: map[string]int64{}, left: map[string]time.Time{}, added: now}
 		d.relays[r] = e
+		d.refused.Remove(r)
 	}
+	e.good = good
 	switch {
 	case p.Epoch < e.epoch:
 		return // from before the relay restarted
 	case p.Epoch > e.epoch:
 		// The relay restarted: its old nodes are gone.
 		for id := range e.nodes {
-			d.removeLocked(r, e, id, now)
+			d.removeLocked(r, e, id, now, true)
 		}
-		e.epoch, e.seq, e.snap = p.Epoch, 0, nil
+		e.epoch, e.seq, e.snap, e.over = p.Epoch, 0, nil, false
 	}
 	e.lastSeen = now
 	e.expiry = d.expiryFor(p.IntervalMS)
@@ -168,15 +268,16 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, n
 	if p.Seq > e.seq {
 		switch p.Type {
 		case presenceJoin:
+			var st addState
 			for _, id := range p.Nodes {
-				if !d.addLocked(r, e, id, p.Proofs[id].TS) {
+				if !d.addLocked(r, e, id, p.Proofs[id].TS, &st) {
 					refused++
 				}
 			}
 			e.seq = p.Seq
 		case presenceLeave:
 			for _, id := range p.Nodes {
-				d.removeLocked(r, e, id, now)
+				d.removeLocked(r, e, id, now, true)
 			}
 			e.seq = p.Seq
 		case presenceSnapshot:
@@ -201,12 +302,18 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, n
 				for _, id := range p.Nodes {
 					if len(e.snap.nodes) < d.maxPerRel {
 						e.snap.nodes[id] = p.Proofs[id].TS
+					} else {
+						refused++
 					}
 				}
 			}
 			if len(e.snap.got) == e.snap.parts {
-				refused = d.replaceLocked(r, e, e.snap.nodes, now)
+				cut := refused > 0 || e.snap.cut
+				refused += d.replaceLocked(r, e, e.snap.nodes, now)
+				e.over = e.over || cut
 				e.seq, e.snap = p.Seq, nil
+			} else if refused > 0 {
+				e.snap.cut = true
 			}
 		}
 	}
@@ -225,7 +332,7 @@ func (d *directory) expire(now time.Time) []peer.ID {
 	for r, e := range d.relays {
 		if now.Sub(e.lastSeen) > e.expiry {
 			for id := range e.nodes {
-				d.removeLocked(r, e, id, now)
+				d.removeLocked(r, e, id, now, true)
 			}
 			delete(d.relays, r)
 			gone = append(gone, r)
@@ -237,16 +344,35 @@ func (d *directory) expire(now time.Time) []peer.ID {
 			}
 		}
 	}
+	d.holders = shrink(d.holders, &d.peak)
+	for _, e := range d.relays {
+		e.nodes = shrink(e.nodes, &e.peak)
+	}
 	if len(gone) > 0 {
 		d.notifyLocked()
 	}
 	return gone
 }
 
+// shrink returns m, or a copy of it once it holds less than a quarter of
+// its peak (of more than 1024): a Go map keeps its buckets when entries
+// are deleted, and an attacker's expired claims must not leave their
+// memory behind.
+func shrink[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	if *peak <= 1024 || len(m) >= *peak/4 {
+		return m
+	}
+	*peak = len(m)
+	c := make(map[K]V, len(m)) // maps.Clone would keep the buckets
+	maps.Copy(c, m)
+	return c
+}
+
 // speakVerdict is what the directory knows about (origin, node).
 type speakVerdict struct {
 	held          bool // origin announces node, or did within the grace
 	originKnown   bool // origin is a relay in the directory
+	originOver    bool // what origin holds is not all known: a bound refused or evicted claims of it
 	heldElsewhere bool // another relay announces node
 	changed       <-chan struct{}
 }
@@ -255,8 +381,10 @@ func (d *directory) speaks(origin peer.ID, node string, now time.Time) speakVerd
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	v := speakVerdict{changed: d.changed}
-	if e := d.relays[origin]; e != nil {
-		v.originKnown = true
+	if e := d.relays[origin]; e == nil {
+		v.originOver = d.refused.Has(origin)
+	} else {
+		v.originKnown, v.originOver = true, e.over
 		if _, ok := e.nodes[node]; ok {
 			v.held = true
 		} else if t, ok := e.left[node]; ok && now.Sub(t) <= d.grace {
@@ -290,6 +418,35 @@ func (d *directory) holdersOf(node string) []peer.ID {
 		}
 	}
 	return out
+}
+
+// refreshStanding sets each relay's standing anew (good is called
+// without the lock held).
+func (d *directory) refreshStanding(good func(peer.ID) bool) {
+	d.mu.Lock()
+	ids := make([]peer.ID, 0, len(d.relays))
+	for r := range d.relays {
+		ids = append(ids, r)
+	}
+	d.mu.Unlock()
+	gs := make([]bool, len(ids))
+	for i, r := range ids {
+		gs[i] = good(r)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, r := range ids {
+		if e := d.relays[r]; e != nil {
+			e.good = gs[i]
+		}
+	}
+}
+
+// entryCount is the number of (node, relay) entries.
+func (d *directory) entryCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.entries
 }
 
 // relayCount is the number of relays in the directory.

@@ -39,21 +39,21 @@ func TestDirectoryOrdering(t *testing.T) {
 	d := testDir(t, nil)
 	r := randPeer(t)
 	now := time.Now()
-	d.apply(r, pm(presenceSnapshot, 10, 1, "a", "b"), nil, now)
-	d.apply(r, pm(presenceJoin, 10, 3, "c"), nil, now)
-	d.apply(r, pm(presenceLeave, 10, 2, "a"), nil, now) // stale: seq 2 < 3
+	d.apply(r, pm(presenceSnapshot, 10, 1, "a", "b"), nil, false, now)
+	d.apply(r, pm(presenceJoin, 10, 3, "c"), nil, false, now)
+	d.apply(r, pm(presenceLeave, 10, 2, "a"), nil, false, now) // stale: seq 2 < 3
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("after stale leave: %v", got)
 	}
-	d.apply(r, pm(presenceSnapshot, 10, 4, "b", "c"), nil, now) // authoritative
+	d.apply(r, pm(presenceSnapshot, 10, 4, "b", "c"), nil, false, now) // authoritative
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c"}) {
 		t.Fatalf("after snapshot: %v", got)
 	}
-	d.apply(r, pm(presenceSnapshot, 9, 100, "old"), nil, now) // older epoch
+	d.apply(r, pm(presenceSnapshot, 9, 100, "old"), nil, false, now) // older epoch
 	if hasNode(d, "old") {
 		t.Fatal("older epoch applied")
 	}
-	d.apply(r, pm(presenceJoin, 11, 1, "new"), nil, now) // restart: old nodes gone
+	d.apply(r, pm(presenceJoin, 11, 1, "new"), nil, false, now) // restart: old nodes gone
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"new"}) {
 		t.Fatalf("after restart: %v", got)
 	}
@@ -74,17 +74,17 @@ func TestDirectoryParts(t *testing.T) {
 	d := testDir(t, nil)
 	r := randPeer(t)
 	now := time.Now()
-	d.apply(r, pm(presenceSnapshot, 1, 1, "x"), nil, now)
+	d.apply(r, pm(presenceSnapshot, 1, 1, "x"), nil, false, now)
 	p0 := pm(presenceSnapshot, 1, 2, "a", "b")
 	p0.Part, p0.Parts = 0, 2
 	p1 := pm(presenceSnapshot, 1, 2, "c")
 	p1.Part, p1.Parts = 1, 2
-	d.apply(r, p1, nil, now)
+	d.apply(r, p1, nil, false, now)
 	if got := d.remoteNodes(); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("half a snapshot applied: %v", got)
 	}
-	d.apply(r, p1, nil, now) // duplicate part
-	d.apply(r, p0, nil, now)
+	d.apply(r, p1, nil, false, now) // duplicate part
+	d.apply(r, p0, nil, false, now)
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("assembled: %v", got)
 	}
@@ -94,8 +94,8 @@ func TestDirectoryMultiHomedAndExpiry(t *testing.T) {
 	d := testDir(t, nil)
 	r1, r2 := randPeer(t), randPeer(t)
 	now := time.Now()
-	d.apply(r1, pm(presenceSnapshot, 1, 1, "m", "only1"), nil, now)
-	d.apply(r2, pm(presenceSnapshot, 1, 1, "m"), nil, now.Add(4*time.Second))
+	d.apply(r1, pm(presenceSnapshot, 1, 1, "m", "only1"), nil, false, now)
+	d.apply(r2, pm(presenceSnapshot, 1, 1, "m"), nil, false, now.Add(4*time.Second))
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"m", "only1"}) {
 		t.Fatalf("nodes: %v", got)
 	}
@@ -125,15 +125,15 @@ func TestDirectoryBounds(t *testing.T) {
 	})
 	r1, r2, r3 := randPeer(t), randPeer(t), randPeer(t)
 	now := time.Now()
-	d.apply(r1, pm(presenceJoin, 1, 1, "a", "b", "c", "d", "e"), nil, now)
+	d.apply(r1, pm(presenceJoin, 1, 1, "a", "b", "c", "d", "e"), nil, false, now)
 	if n := len(d.remoteNodes()); n != 3 {
 		t.Fatalf("per-relay bound: %d nodes", n)
 	}
-	d.apply(r2, pm(presenceJoin, 1, 1, "f", "g"), nil, now)
+	d.apply(r2, pm(presenceJoin, 1, 1, "f", "g"), nil, false, now)
 	if n := len(d.remoteNodes()); n != 4 {
 		t.Fatalf("total bound: %d nodes", n)
 	}
-	d.apply(r3, pm(presenceJoin, 1, 1, "h"), nil, now)
+	d.apply(r3, pm(presenceJoin, 1, 1, "h"), nil, false, now)
 	if hasNode(d, "h") || len(d.snapshot()) != 2 {
 		t.Fatal("relay bound not enforced")
 	}

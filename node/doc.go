@@ -26,8 +26,9 @@
 //   - presence (presence.go, directory.go): local nodes, the presence
 //     topic, the directory. Goroutines: the presence subscription reader
 //     (readSub -> apply), presenceLoop, presenceEvents, sweepLoop.
-//   - publisher (publisher.go, speakfor.go): the broadcast topic both
-//     ways. Goroutines: the broadcast subscription reader (readSub ->
+//   - publisher (publisher.go, speakfor.go, originrate.go): the
+//     broadcast topic both ways, the speak-for rule and its held budget,
+//     the per-origin rate. Goroutines: the broadcast subscription reader (readSub ->
 //     deliver), publishLoop, broadcastEvents. Pubsub runs its validator
 //     (validate, asynchronous: speakFor may hold a message);
 //     presence.validate runs inline.
@@ -52,6 +53,9 @@
 //     samples for rates, idle token buckets); one sweep at a time, which
 //     waits for its requests. libp2p runs handle for inbound streams,
 //     counted (at most Inspect.MaxConcurrent) and waited for by close.
+//   - standing (standing.go): which peers are relays in good standing,
+//     for the directory's fair share; no goroutine, no state of its own
+//     (presence's sweepLoop refreshes the directory's view of it).
 //
 // Start joins the topics, then starts direct, publisher, presence, gossip,
 // discovery and inspect. Close cancels the node's context (every
@@ -71,7 +75,9 @@
 //     alone write gossip's topic handles;
 //   - presence.mu: the local node set and pending presence deltas;
 //   - directory.mu: the presence directory;
-//   - speakFor.mu: messages held by the speak-for wait, per origin;
+//   - speakFor.mu: messages held by the speak-for wait, per origin, per
+//     peer and in all;
+//   - originRate.mu: the per-origin rate buckets;
 //   - publisher.peersMu: the peers subscribed to the broadcast topic;
 //   - direct.sendersMu: the per-relay senders; sender.mu: a sender's
 //     stream;

@@ -212,6 +212,14 @@ func (g *gossip) inspectScores(scores map[peer.ID]float64) {
 	}
 }
 
+// score returns p's last sampled GossipSub score, if it was sampled.
+func (g *gossip) score(p peer.ID) (float64, bool) {
+	g.scoresMu.Lock()
+	defer g.scoresMu.Unlock()
+	s, ok := g.scores[p]
+	return s, ok
+}
+
 // peerScores returns the last sampled GossipSub score of each connected
 // peer (sampled every Gossip.ScoreInspectInterval).
 func (g *gossip) peerScores() map[peer.ID]float64 {

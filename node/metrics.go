@@ -18,6 +18,7 @@ type metrics struct {
 	dirNodes       prometheus.Gauge         // distinct remote node ids
 	dirRelays      prometheus.Gauge         // relays in the directory
 	dirRefused     prometheus.Counter       // presence updates refused by a bound
+	dirEvicted     prometheus.Counter       // entries or relays evicted to make room for a fairer claim
 	unproven       prometheus.Counter       // key-id presence claims ignored for a missing or invalid proof
 	directSent     prometheus.Counter       // direct frames written
 	directFailed   *prometheus.CounterVec   // reason
@@ -87,6 +88,10 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "directory_refused_total",
 			Help: "Presence updates refused because a directory bound (relays, entries) was reached.",
 		}),
+		dirEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "directory_evicted_total",
+			Help: "Directory entries (or whole relays) of relays not in good standing evicted to make room for a relay in good standing or a relay with fewer entries.",
+		}),
 		unproven: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "presence_unproven_total",
 			Help: "Key-id claims in presence ignored because their node's proof was missing or invalid.",
@@ -135,7 +140,7 @@ func newMetrics() *metrics {
 func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{
 		m.drops, m.validation, m.delivered, m.published, m.batch, m.subResets, m.publishWait, m.dirNodes, m.dirRelays,
-		m.dirRefused, m.unproven, m.directSent, m.directFailed, m.directLatency, m.directRecv,
+		m.dirRefused, m.dirEvicted, m.unproven, m.directSent, m.directFailed, m.directLatency, m.directRecv,
 		m.bootstrapDials, m.discovered, m.peerScore, m.subLag,
 	}
 	for i, c := range cs {

@@ -170,10 +170,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		_ = c.host.Close()
 		return nil, err
 	}
-	n.presence = newPresence(life, c, dir, n.gossip)
-	speak := newSpeakFor(life.Done(), dir, n.presence.isLocal, c.tracer)
+	std := &standing{g: n.gossip, allow: allow, boot: n.disc.isBootstrap}
+	n.presence = newPresence(life, c, dir, n.gossip, std.good)
+	speak := newSpeakFor(life.Done(), dir, n.presence.isLocal, c.tracer, newHeldBudget(cfg.Gossip.ValidateConcurrency))
 	federated := func() bool { return len(boot) > 0 || dir.relayCount() > 0 }
-	n.pub = newPublisher(life, c, n.gossip, speak, federated)
+	n.pub = newPublisher(life, c, n.gossip, speak, federated, isRelay)
 	n.direct = newDirect(life, c, dir, n.presence.isLocal, speak, allow)
 	n.inspector = &inspector{cfg: cfg, self: self, host: c.host, gossip: n.gossip, dir: dir, disc: n.disc, rsvps: rsvps}
 	if n.insp, err = newInspectService(life, c, n.inspector, n.presence, dir, allow, o); err != nil {

@@ -68,7 +68,8 @@ type presence struct {
 	routines
 	g     *gossip
 	dir   *directory
-	epoch int64 // this run's boot time, unix ms
+	good  func(peer.ID) bool // standing.good
+	epoch int64              // this run's boot time, unix ms
 
 	mu      sync.Mutex
 	local   map[string]*nodeauth.Proof // local nodes; a key id's proof, nil for other ids
@@ -80,12 +81,13 @@ type presence struct {
 	verified *ttlset.Set[proofKey] // presence claims whose proof verified
 }
 
-func newPresence(parent context.Context, c core, dir *directory, g *gossip) *presence {
+func newPresence(parent context.Context, c core, dir *directory, g *gossip, good func(peer.ID) bool) *presence {
 	return &presence{
 		core:     c,
 		routines: newRoutines(parent),
 		g:        g,
 		dir:      dir,
+		good:     good,
 		epoch:    time.Now().UnixMilli(),
 		local:    map[string]*nodeauth.Proof{},
 		pending:  map[string]bool{},
@@ -245,7 +247,7 @@ func (p *presence) apply(m *pubsub.Message) {
 		// a neighbour.
 		p.host.Peerstore().AddAddrs(d.relay, d.addrs, 2*p.dir.expiryFor(d.msg.IntervalMS))
 	}
-	p.dir.apply(d.relay, d.msg, d.addrs, time.Now())
+	p.dir.apply(d.relay, d.msg, d.addrs, p.good(d.relay), time.Now())
 }
 
 // joined records a local node (with a key id's proof, nil otherwise);
@@ -407,7 +409,8 @@ func (p *presence) presenceEvents() {
 	}
 }
 
-// sweepLoop expires directory entries, four times a presence interval.
+// sweepLoop expires directory entries and refreshes the relays' standing,
+// four times a presence interval.
 func (p *presence) sweepLoop() {
 	t := time.NewTicker(max(p.cfg.Presence.Interval/4, 10*time.Millisecond))
 	defer t.Stop()
@@ -419,6 +422,7 @@ func (p *presence) sweepLoop() {
 			for _, r := range p.dir.expire(now) {
 				p.log.Info("relay presence expired", "remote", r.String())
 			}
+			p.dir.refreshStanding(p.good)
 		}
 	}
 }

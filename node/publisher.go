@@ -30,7 +30,9 @@ type publisher struct {
 	g         *gossip
 	speak     *speakFor
 	federated func() bool // there are relays to wait for (bootstrap peers, or relays in the directory)
-	recv      Receiver    // set by start, before the goroutines
+	isRelay   func(peer.ID) bool
+	rate      *originRate
+	recv      Receiver // set by start, before the goroutines
 	started   atomic.Bool
 	q         chan []byte
 
@@ -39,13 +41,15 @@ type publisher struct {
 	joined  chan struct{}        // kicked when one joins (awaitTopicPeers)
 }
 
-func newPublisher(parent context.Context, c core, g *gossip, speak *speakFor, federated func() bool) *publisher {
+func newPublisher(parent context.Context, c core, g *gossip, speak *speakFor, federated func() bool, isRelay func(peer.ID) bool) *publisher {
 	return &publisher{
 		core:      c,
 		routines:  newRoutines(parent),
 		g:         g,
 		speak:     speak,
 		federated: federated,
+		isRelay:   isRelay,
+		rate:      newOriginRate(c.cfg),
 		q:         make(chan []byte, c.cfg.Publish.QueueSize),
 		peers:     map[peer.ID]struct{}{},
 		joined:    make(chan struct{}, 1),
@@ -264,6 +268,16 @@ func (p *publisher) validate(ctx context.Context, src peer.ID, m *pubsub.Message
 		p.m.validated("broadcast", pubsub.ValidationIgnore, "own_origin")
 		return pubsub.ValidationIgnore
 	}
+	// The origin's rate, before anything is held for it.
+	key := src
+	if o != "" && p.isRelay(o) {
+		key = o
+	}
+	if !p.rate.allow(key, len(envs), time.Now()) {
+		p.m.validated("broadcast", pubsub.ValidationIgnore, "origin_rate")
+		p.tracer.drop("origin_rate", len(envs))
+		return pubsub.ValidationIgnore
+	}
 	if o != "" {
 		// One SpeakForWait for the whole batch, not one per sender.
 		deadline := time.Now().Add(p.cfg.Presence.SpeakForWait)
@@ -271,7 +285,7 @@ func (p *publisher) validate(ctx context.Context, src peer.ID, m *pubsub.Message
 			if k > 0 && envs[k].Sender == envs[k-1].Sender {
 				continue // the common case: one sender's run
 			}
-			if r, reason := p.speak.check(ctx, o, envs[k].Sender, deadline); r != pubsub.ValidationAccept {
+			if r, reason := p.speak.check(ctx, o, src, envs[k].Sender, deadline); r != pubsub.ValidationAccept {
 				p.m.validated("broadcast", r, reason)
 				p.log.Debug("broadcast refused", "remote", src.String(), "node", envs[k].Sender, "reason", reason)
 				return r

@@ -43,6 +43,12 @@ func (c Config) validate() error {
 	if c.Presence.Missed < 2 {
 		bad("presence-missed", "%d: at least 2", c.Presence.Missed)
 	}
+	if c.Gossip.OriginRate <= 0 {
+		bad("gossip-origin-rate", "%v: must be positive", c.Gossip.OriginRate)
+	}
+	if c.Gossip.OriginBurst < maxBatchMessages {
+		bad("gossip-origin-burst", "%d: at least %d (a whole batch)", c.Gossip.OriginBurst, maxBatchMessages)
+	}
 	if c.Publish.BatchMax > maxBatchMessages {
 		bad("publish-batch-max", "%d: at most %d", c.Publish.BatchMax, maxBatchMessages)
 	}
