@@ -82,11 +82,13 @@ testnet-test:
 # is a benchmark-only tool built into .bench/, never a dependency of the relay.
 # BENCH_RELAY_FLAGS lift the per-connection rate limit (one publisher sends
 # tens of thousands of messages/s) and the connection limits (S4: 10,000
-# clients from 127.0.0.1). Extra generator flags: BENCH_ARGS, e.g.
+# clients from 127.0.0.1) and the per-origin gossip rate (one publisher is
+# one origin). Extra generator flags: BENCH_ARGS, e.g.
 # BENCH_ARGS='--only S1,S2 --profile .bench/prof'.
 NATS_SERVER_VERSION ?= v2.15.3
 NATS_SERVER         := .bench/nats-server-$(NATS_SERVER_VERSION)/nats-server
-BENCH_RELAY_FLAGS   ?= --rate-limit 10000000 --rate-burst 10000000 --max-conns 20000 --max-conns-per-ip 20000
+BENCH_RELAY_FLAGS   ?= --rate-limit 10000000 --rate-burst 10000000 --max-conns 20000 --max-conns-per-ip 20000 \
+	--gossip-origin-rate 100000000 --gossip-origin-burst 100000000
 BENCH_ARGS          ?=
 
 .PHONY: bench bench-tools

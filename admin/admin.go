@@ -13,6 +13,9 @@
 //
 // A bearer token (Config.Token) guards everything but /healthz and
 // /readyz; Config.Validate refuses a listener beyond loopback without one.
+// Every request must name the server in its Host header (Config.AllowedHosts,
+// hostAllowed): a web page cannot reach a loopback admin API through DNS
+// rebinding.
 package admin
 
 import (
@@ -42,6 +45,13 @@ type Config struct {
 	// every path but /healthz and /readyz. Required when Listen is not a
 	// loopback address. Default none.
 	Token string
+	// AllowedHosts are more names (or name:port) requests may give as
+	// their Host, besides the listen address, localhost and loopback IPs
+	// (and any IP when the listener is on all interfaces): a reverse
+	// proxy's name, a DNS name of the machine. Any other Host is refused
+	// with 421, so that a web page whose name was rebound to 127.0.0.1
+	// cannot talk to the API. Default none.
+	AllowedHosts []string
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -215,14 +225,59 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-// serveHTTP checks the token, then dispatches.
+// serveHTTP checks the Host and the token, then dispatches.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+<<<<<<< HEAD
 	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isUIPath(r.URL.Path) && !s.token.Header(r) {
+=======
+	if !s.hostAllowed(r.Host) {
+		writeJSON(w, http.StatusMisdirectedRequest, apiError{fmt.Sprintf(
+			"Host %q is not this admin API (DNS rebinding protection): use %s, localhost or 127.0.0.1, or allow the name with --admin-allowed-hosts",
+			r.Host, s.cfg.Listen)})
+		return
+	}
+	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !s.token.Header(r) {
+>>>>>>> adversary
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay admin"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{"missing or invalid bearer token"})
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// hostAllowed reports whether a request's Host names this server: its
+// listen host, localhost, a loopback IP, any IP literal when the listener
+// is on all interfaces (a rebinding attack always sends a name), or one of
+// Config.AllowedHosts (with its port, if it gives one). The port of Host
+// is not checked otherwise (a proxy may map it).
+func (s *Server) hostAllowed(hostport string) bool {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, ""
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" {
+		return false
+	}
+	lhost, _, _ := net.SplitHostPort(s.cfg.Listen)
+	lhost = strings.ToLower(strings.Trim(lhost, "[]"))
+	if host == "localhost" || host == lhost {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		lip := net.ParseIP(lhost)
+		return ip.IsLoopback() || lhost == "" || (lip != nil && (lip.IsUnspecified() || lip.Equal(ip)))
+	}
+	for _, a := range s.cfg.AllowedHosts {
+		ah, ap, err := net.SplitHostPort(a)
+		if err != nil {
+			ah, ap = a, ""
+		}
+		if strings.EqualFold(strings.TrimSuffix(ah, "."), host) && (ap == "" || ap == port) {
+			return true
+		}
+	}
+	return false
 }
 
 // Ready runs the readiness checks: the Source's, then WithReady's.

@@ -3,13 +3,17 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gsio-net/gsio-relay/internal/testutil"
@@ -41,6 +45,9 @@ func scale(short, long_ int) int {
 	}
 	return short
 }
+
+// honestNodes are the nodes of the arena's honest relays.
+var honestNodes = map[string]bool{"alice": true, "bob": true, "carol": true, "dave": true}
 
 // arena is two honest relays a and b, connected, alice on a and bob on b,
 // with honest traffic both ways, and a probe of the process's resources.
@@ -167,8 +174,10 @@ func (ar *arena) checkHonest(what string) {
 		return nil
 	})
 	for _, n := range []*tnode{ar.a, ar.b} {
-		if u := n.rec.undeliverables(); len(u) > 0 {
-			ar.t.Fatalf("%s: %s reported honest direct messages undeliverable: %v", what, n.name, u)
+		for _, u := range n.rec.undeliverables() {
+			if honestNodes[u.recipient] {
+				ar.t.Fatalf("%s: %s reported an honest direct message undeliverable: %v", what, n.name, u)
+			}
 		}
 	}
 	ar.checkScores(what)
@@ -549,4 +558,161 @@ func TestAdversaryPresenceFill(t *testing.T) {
 	_ = c.Close()
 	ar.settle(40, 16<<20)
 	ar.report("a presence fill", share(during, all), "- (bounded, not invalid)")
+}
+
+// validations is n's count of validation results (topic, result, reason).
+func validations(n *tnode, topic, result, reason string) int {
+	return int(promtest.ToFloat64(n.gossip.m.validation.WithLabelValues(topic, result, reason)))
+}
+
+// TestAdversaryNACKSenders (attack d): throwaway peers, each with a key of
+// its own, send one direct message each for a node nobody holds. A relay
+// answers NACKs only to relays of its directory: for anyone else it
+// would start a sender (a goroutine, a 1,024-message queue, a protected
+// connection and a dial back) per peer, for two minutes each.
+func TestAdversaryNACKSenders(t *testing.T) {
+	ar := newArena(t, nil)
+	ar.startTraffic()
+	n := scale(40, 400)
+	peers, err := adversary.DirectUnknown(context.Background(), ar.a.addrInfo(), n, "nobody-home")
+	for _, p := range peers {
+		defer p.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		if k := validations(ar.a, "direct", "ignore", "recipient_unknown"); k < n {
+			return fmt.Errorf("a answered %d of %d direct messages for nobody", k, n)
+		}
+		return nil
+	})
+	ar.a.direct.sendersMu.Lock()
+	senders := len(ar.a.direct.senders)
+	ar.a.direct.sendersMu.Unlock()
+	protected := 0
+	for _, p := range peers {
+		if ar.a.host.ConnManager().IsProtected(p.ID(), directProtectTag) {
+			protected++
+		}
+	}
+	if senders > 1 || protected > 0 {
+		t.Fatalf("a runs %d direct senders (want at most 1, to b) and protects %d of the %d throwaway peers", senders, protected, n)
+	}
+	during, all := ar.delivered()
+	for _, p := range peers {
+		_ = p.Close()
+	}
+	ar.stopTraffic()
+	ar.checkHonest("NACK senders")
+	ar.settle(40, 16<<20)
+	ar.report("d NACK senders", share(during, all), "- (no NACK to non-relays)")
+}
+
+// TestAdversarySubscriptions (attack e): a peer announces subscriptions to
+// scale(100,000, 1,000,000) topics in RPCs of 20,000, then to more, one
+// per RPC. The subscription filter keeps our two topics only and drops
+// an RPC with more than 64 subscriptions whole: the relay tracks none of
+// them.
+func TestAdversarySubscriptions(t *testing.T) {
+	ar := newArena(t, nil)
+	evil := ar.evil(ar.a)
+	ar.startTraffic()
+	ctx := context.Background()
+	_, last, err := adversary.SubscribeMany(ctx, evil, ar.a.ID(), scale(100_000, 1_000_000), 20_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, last1, err := adversary.SubscribeMany(ctx, evil, ar.a.ID(), scale(5_000, 50_000), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RPCs are handled in order: once a lists evil on the broadcast
+	// topic, it has handled the junk.
+	bt, _ := ar.a.Topics()
+	if err := evil.Subscribe(ctx, ar.a.ID(), []string{bt}, 1); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 20*time.Second, func() error {
+		if !slices.Contains(ar.a.gossip.ps.ListPeers(bt), evil.ID()) {
+			return fmt.Errorf("a has not handled the subscriptions yet")
+		}
+		return nil
+	})
+	for _, topic := range []string{last, last1} {
+		if slices.Contains(ar.a.gossip.ps.ListPeers(topic), evil.ID()) {
+			t.Fatalf("a tracks evil's subscription to %s", topic)
+		}
+	}
+	during, all := ar.delivered()
+	_ = evil.Close()
+	ar.stopTraffic()
+	ar.checkHonest("subscriptions")
+	ar.settle(40, 16<<20)
+	ar.report("e subscriptions", share(during, all), "- (filtered)")
+}
+
+// TestAdversaryPresenceAddrs (attack f): a relay of the attacker announces
+// a node at loopback, link-local, private and cloud-metadata addresses,
+// so that relays routing a direct message to it dial those. Without
+// Presence.AllowPrivateAddrs they are dropped from presence: never
+// stored, never dialled.
+func TestAdversaryPresenceAddrs(t *testing.T) {
+	ar := newArena(t, func(c *Config) { c.Presence.AllowPrivateAddrs = false })
+	// A service on loopback that must never see a connection.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var dialled atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dialled.Add(1)
+			_ = c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	bad := []string{
+		fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port), fmt.Sprintf("/dns4/localhost/tcp/%d", port),
+		"/ip4/169.254.169.254/tcp/80", "/ip4/10.1.2.3/tcp/4001", "/ip4/192.168.1.1/tcp/4001",
+		"/ip6/::1/tcp/6379", "/ip6/fe80::1/tcp/6379", "/ip4/0.0.0.0/tcp/6379",
+	}
+	keys, err := adversary.NewKeys(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := ar.evil(ar.a)
+	ar.startTraffic()
+	if err := adversary.AnnounceAddrs(context.Background(), evil, ar.a.ID(), "gsio", keys[0], bad, []string{"mallory"}); err != nil {
+		t.Fatal(err)
+	}
+	waitRemote(t, ar.a, "mallory", true, 5*time.Second)
+	if !ar.a.Direct(envelope(t, "EntryRequest", "m-1", "alice", "mallory", `{}`)) {
+		t.Fatal("a has no relay for mallory")
+	}
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		for _, u := range ar.a.rec.undeliverables() {
+			if u.recipient == "mallory" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the direct message to mallory not reported undeliverable yet")
+	})
+	if k := dialled.Load(); k > 0 {
+		t.Fatalf("a dialled the loopback service %d times", k)
+	}
+	if as := ar.a.host.Peerstore().Addrs(keys[0].ID); len(as) > 0 {
+		t.Fatalf("a keeps addresses %v for the attacker's relay", as)
+	}
+	during, all := ar.delivered()
+	_ = evil.Close()
+	ar.stopTraffic()
+	ar.checkHonest("presence addrs")
+	ar.settle(40, 16<<20)
+	ar.report("f private addrs", share(during, all), "- (dropped from presence)")
 }

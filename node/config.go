@@ -86,6 +86,14 @@ type PresenceConfig struct {
 	// of a node that moved and whose join is still on its way. Default 6 s
 	// (3 default intervals).
 	SpeakForWait time.Duration
+	// AllowPrivateAddrs keeps the addresses in presence that are not
+	// public (loopback, private, link-local, unspecified, localhost
+	// names): without it they are dropped on arrival, so that no relay's
+	// presence can make this one dial a service on its own machine or
+	// network (127.0.0.1:6379, 169.254.169.254). Default false; a
+	// federation on one LAN or one host (tests, the docker testnet) sets
+	// it.
+	AllowPrivateAddrs bool
 	// MaxRelays bounds the relays in the directory. Default 256.
 	MaxRelays int
 	// MaxNodesPerRelay bounds the nodes kept for one relay; announcements

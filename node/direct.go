@@ -408,6 +408,13 @@ func (d *direct) onMessage(from peer.ID, body []byte) {
 	}
 	if !d.isLocal(env.Recipient) {
 		d.m.validated("direct", pubsub.ValidationIgnore, "recipient_unknown")
+		if d.dir.lastSeen(from).IsZero() {
+			// Not a relay of the directory: it can route nothing, and a
+			// NACK would cost a sender (goroutine, queue, protected
+			// connection, dial back) per throwaway peer.
+			d.tracer.drop("nack_not_relay", 1)
+			return
+		}
 		nack, _ := json.Marshal(nackBody{Sender: env.Sender, MessageID: env.ID, Recipient: env.Recipient, Reason: message.CodeRecipientUnknown})
 		if !d.enqueue(from, outFrame{kind: frameNACK, body: nack, enq: time.Now()}) {
 			d.tracer.drop("direct_queue_full", 1)

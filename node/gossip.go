@@ -40,6 +40,10 @@ type topicHandle struct {
 	events *pubsub.TopicEventHandler
 }
 
+// maxSubscriptionsPerRPC bounds the subscriptions of one GossipSub RPC: a
+// relay announces two, a plain peer of other applications a few more.
+const maxSubscriptionsPerRPC = 64
+
 // dropReportInterval is the least time between two log lines of drops.
 const dropReportInterval = 10 * time.Second
 
@@ -91,6 +95,11 @@ func (g *gossip) options(allow *allowList, params *pubsub.GossipSubParams) []pub
 		pubsub.WithLogger(g.log.With("system", "pubsub")),
 		pubsub.WithPeerScore(scoreParams(cfg.Network), scoreThresholds()),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(g.inspectScores), cfg.Gossip.ScoreInspectInterval),
+		// Our two topics only, and an RPC announcing more than
+		// maxSubscriptionsPerRPC subscriptions is dropped whole: a peer
+		// cannot make pubsub track a million topics.
+		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(
+			pubsub.NewAllowlistSubscriptionFilter(g.bcast.name, g.pres.name), maxSubscriptionsPerRPC)),
 	}
 	if allow != nil {
 		opts = append(opts, pubsub.WithBlacklist(&allowBlacklist{allow: allow, extra: map[peer.ID]struct{}{}}))

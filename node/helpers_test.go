@@ -40,6 +40,7 @@ func testConfig(t testing.TB) Config {
 	cfg.Discovery.BootstrapBackoffMin = 100 * time.Millisecond
 	cfg.Discovery.BootstrapBackoffMax = time.Second
 	cfg.Gossip.ScoreInspectInterval = 100 * time.Millisecond
+	cfg.Presence.AllowPrivateAddrs = true // relays on loopback dial each other's presence addresses
 	return cfg
 }
 

@@ -12,6 +12,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/gsio-net/gsio-relay/internal/ttlset"
 	"github.com/gsio-net/gsio-relay/message"
@@ -161,6 +162,20 @@ func parsePresence(data []byte, maxSize int) (*presenceMessage, peer.ID, []ma.Mu
 	return &p, relay, addrs, ""
 }
 
+// publicAddrs keeps the public addresses of addrs (manet.IsPublicAddr:
+// no loopback, private, link-local, CGNAT, unspecified or documentation
+// IP, no localhost name); a dialable DNS name stays, resolved when it is
+// dialled.
+func publicAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
+	out := addrs[:0]
+	for _, a := range addrs {
+		if manet.IsPublicAddr(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // presenceData is the validated content handed from validate to apply.
 type presenceData struct {
 	msg   *presenceMessage
@@ -188,6 +203,9 @@ func (p *presence) validate(_ context.Context, src peer.ID, m *pubsub.Message) p
 	if relay == p.self {
 		p.m.validated("presence", pubsub.ValidationIgnore, "own_origin")
 		return pubsub.ValidationIgnore
+	}
+	if !p.cfg.Presence.AllowPrivateAddrs {
+		addrs = publicAddrs(addrs)
 	}
 	if msg.Type != presenceLeave {
 		msg.Nodes = p.proven(relay, msg)

@@ -106,7 +106,7 @@ func startRelay(cfg *config, dir string, i, n int, boots []string) (*server, err
 		}
 		listen := "/ip4/127.0.0.1/tcp/" + strconv.Itoa(port)
 		p2p = listen + "/p2p/" + strings.TrimSpace(string(out))
-		args = append(args, "--data-dir", dataDir, "--network", "bench", "--p2p-listen", listen)
+		args = append(args, "--data-dir", dataDir, "--network", "bench", "--p2p-listen", listen, "--allow-private-addrs")
 		for _, b := range boots {
 			args = append(args, "--bootstrap", b)
 		}

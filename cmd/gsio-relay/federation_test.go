@@ -19,7 +19,7 @@ var p2pAddr = regexp.MustCompile(`/ip4/127\.0\.0\.1/tcp/\d+/p2p/\w+`)
 func startFederated(t *testing.T, dataDir string, boot ...string) (*proc, string) {
 	t.Helper()
 	args := []string{"run", "--ws-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data-dir", dataDir, "--network", "proc-test"}
+		"--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--allow-private-addrs", "--data-dir", dataDir, "--network", "proc-test"}
 	for _, b := range boot {
 		args = append(args, "--bootstrap", b)
 	}

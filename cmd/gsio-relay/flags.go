@@ -124,9 +124,15 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.strs("bootstrap", &n.Discovery.Bootstrap, "relay `MULTIADDR` with /p2p/ID to dial and keep connected (repeatable)")
 	f.boolean("mdns", &n.Discovery.EnableMDNS, "find relays of the same network on the local network (mDNS) and connect to them")
 	f.boolean("gossip-sign", &n.Gossip.Sign, "sign every gossip message with the relay's key (StrictSign); false: StrictNoSign, faster but unauthenticated, for closed federations only; every relay of a network must agree")
+<<<<<<< HEAD
 	f.boolean("inspect", &n.Inspect.Enable, "answer other relays of the federation on /gsio/inspect/1.0.0 (a read-only summary for their /ui and mesh)")
 	f.rate("inspect-rate", &n.Inspect.Rate, "inspection requests per second answered to one relay")
 	f.num("inspect-burst", &n.Inspect.Burst, "burst of inspection requests above --inspect-rate answered to one relay")
+=======
+	f.boolean("allow-private-addrs", &n.Presence.AllowPrivateAddrs, "dial loopback, private and link-local addresses other relays announce in presence (a federation on one host or LAN); default: drop them")
+	f.rate("gossip-origin-rate", &n.Gossip.OriginRate, "broadcasts per second one origin (a relay, or the peer that hands us a plain peer's messages) may push into the federation; more are ignored")
+	f.num("gossip-origin-burst", &n.Gossip.OriginBurst, "burst of broadcasts above --gossip-origin-rate per origin (at least 1024, a whole batch)")
+>>>>>>> adversary
 	f.boolean("dht", &n.Discovery.EnableDHT, "join the federation DHT (/gsio/kad/1.0.0) through the bootstrap relays, advertise this relay at the network's rendezvous and connect to the relays found there")
 
 	f.cat = "NAT traversal"
@@ -152,6 +158,7 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.cat = "Admin"
 	f.str("admin-listen", &a.Listen, "admin HTTP listen `ADDR` (/api/v1/…, /metrics, /healthz, /readyz); beyond loopback it needs --admin-token")
 	f.str("admin-token", &a.Token, "require this bearer `TOKEN` on the admin API and /metrics (not /healthz, /readyz)")
+	f.strs("admin-allowed-hosts", &a.AllowedHosts, "also accept this `HOST` (name or name:port, repeatable) in a request's Host header, besides the listen address, localhost and loopback IPs (DNS rebinding protection)")
 	// Profiling (cmd/gsio-bench uses it): net/http/pprof on a loopback ADDR.
 	f.hidden("pprof-listen", &cfg.PprofListen, "serve net/http/pprof on loopback `ADDR`")
 

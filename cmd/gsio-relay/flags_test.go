@@ -39,12 +39,15 @@ func TestRunFlagsBind(t *testing.T) {
 
 	got := parseRun(t, "--p2p-listen", "/ip4/127.0.0.1/tcp/1", "--p2p-listen", "/ip4/127.0.0.1/tcp/2",
 		"--gossip-sign=false", "--relay-service=false", "--hole-punching=false", "--mdns",
-		"--relay-circuit-data", "4096", "--relay-circuit-duration", "1m", "--rate-limit", "7", "--max-message-size", "2048")
+		"--relay-circuit-data", "4096", "--relay-circuit-duration", "1m", "--rate-limit", "7", "--max-message-size", "2048",
+		"--allow-private-addrs", "--gossip-origin-rate", "123", "--gossip-origin-burst", "4096", "--admin-allowed-hosts", "relay.example")
 	n := got.Node
 	if !reflect.DeepEqual(n.Host.ListenAddrs, []string{"/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"}) ||
 		n.Gossip.Sign || n.RelayService.Enable || n.NAT.EnableHolePunching || !n.NAT.EnableAutoNATService || !n.Discovery.EnableMDNS ||
 		n.RelayService.Limit.Data != 4096 || n.RelayService.Limit.Duration != time.Minute ||
-		got.Relay.RateLimit != 7 || got.Transport.MaxMessageSize != 2048 {
+		got.Relay.RateLimit != 7 || got.Transport.MaxMessageSize != 2048 ||
+		!n.Presence.AllowPrivateAddrs || n.Gossip.OriginRate != 123 || n.Gossip.OriginBurst != 4096 ||
+		!reflect.DeepEqual(got.Admin.AllowedHosts, []string{"relay.example"}) {
 		t.Fatalf("flags not bound: %+v / relay %+v / transport %+v", n, got.Relay, got.Transport)
 	}
 
@@ -70,8 +73,14 @@ func TestRunFlagsBind(t *testing.T) {
 func sameConfig(a, b *runConfig) bool {
 	x, y := *a, *b
 	for _, c := range []*[]string{&x.Node.Host.Announce, &x.Node.Discovery.Bootstrap, &x.Node.Private.AllowPeers,
+<<<<<<< HEAD
 		&x.Node.RelayService.AllowReserve, &x.Transport.AllowedOrigins, &x.Transport.TrustedProxies, &y.Transport.TrustedProxies, &y.Node.Host.Announce, &y.Node.Discovery.Bootstrap,
 		&y.Node.Private.AllowPeers, &y.Node.RelayService.AllowReserve, &y.Transport.AllowedOrigins} {
+=======
+		&x.Node.RelayService.AllowReserve, &x.Transport.AllowedOrigins, &x.Transport.TrustedProxies, &x.Admin.AllowedHosts,
+		&y.Node.Host.Announce, &y.Node.Discovery.Bootstrap, &y.Node.Private.AllowPeers, &y.Node.RelayService.AllowReserve,
+		&y.Transport.AllowedOrigins, &y.Transport.TrustedProxies, &y.Admin.AllowedHosts} {
+>>>>>>> adversary
 		if len(*c) == 0 {
 			*c = nil
 		}

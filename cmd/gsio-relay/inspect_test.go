@@ -19,7 +19,7 @@ import (
 // federated are the flags of a federated relay process on loopback.
 func federated(t *testing.T, extra ...string) []string {
 	return append([]string{"run", "--data-dir", t.TempDir(), "--ws-listen", "127.0.0.1:0",
-		"--admin-listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0"}, extra...)
+		"--admin-listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--allow-private-addrs"}, extra...)
 }
 
 // inspect runs an inspection command against p and fails on a non-zero

@@ -246,21 +246,40 @@ func DirectUnknown(ctx context.Context, target peer.AddrInfo, n int, recipient s
 // them all). It returns the names of the first and the last topic.
 func SubscribeMany(ctx context.Context, p *Peer, target peer.ID, n, perRPC int) (first, last string, err error) {
 	tag := randHex(4)
-	name := func(i int) string { return fmt.Sprintf("junk/%s/%d", tag, i) }
-	err = p.withRaw(ctx, target, func(r *Raw) error {
-		for done := 0; done < n; {
+	topics := make([]string, n)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("junk/%s/%d", tag, i)
+	}
+	return topics[0], topics[n-1], p.Subscribe(ctx, target, topics, perRPC)
+}
+
+// Subscribe announces subscriptions to topics to target on the peer's raw
+// GossipSub stream, perRPC per RPC. RPCs on one stream are handled in
+// order: once target lists the peer on the last topic (one it allows),
+// it has handled every earlier one.
+func (p *Peer) Subscribe(ctx context.Context, target peer.ID, topics []string, perRPC int) error {
+	return p.withRaw(ctx, target, func(r *Raw) error {
+		for len(topics) > 0 {
 			var rpc pb.RPC
-			for i := 0; i < perRPC && done < n; i++ {
-				rpc.Subscriptions = append(rpc.Subscriptions, &pb.RPC_SubOpts{Subscribe: proto.Bool(true), Topicid: proto.String(name(done))})
-				done++
+			for _, t := range topics[:min(perRPC, len(topics))] {
+				rpc.Subscriptions = append(rpc.Subscriptions, &pb.RPC_SubOpts{Subscribe: proto.Bool(true), Topicid: proto.String(t)})
 			}
+			topics = topics[min(perRPC, len(topics)):]
 			if err := r.Send(&rpc); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return name(0), name(n - 1), err
+}
+
+// AnnounceAddrs makes k a relay holding nodes whose presence announces
+// addrs (any multiaddrs: loopback, link-local, a cloud metadata service),
+// written to relay target, so that a relay routing a direct message to
+// one of nodes dials them.
+func AnnounceAddrs(ctx context.Context, p *Peer, target peer.ID, network string, k Key, addrs, nodes []string) error {
+	return publishAs(ctx, p, target, PresenceTopic(network), []Key{k},
+		Snapshot(k, time.Now().UnixMilli(), 1, 8000, addrs, nodes), 1)
 }
 
 func randHex(n int) string {

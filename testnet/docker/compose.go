@@ -156,7 +156,9 @@ func Compose(spec Spec) ([]byte, error) {
 		w(2, "image: %s", q(spec.Image))
 		w(2, "container_name: %s", q(r.Container))
 		w(2, "command:")
-		args := []string{"run", "--network", spec.Federation,
+		// Container addresses are private: relays of the testnet dial
+		// each other by them.
+		args := []string{"run", "--network", spec.Federation, "--allow-private-addrs",
 			"--announce", fmt.Sprintf("/dns4/%s/tcp/%d", r.Host, P2PPort),
 			"--announce", fmt.Sprintf("/dns4/%s/udp/%d/quic-v1", r.Host, P2PPort)}
 		for j, o := range st.Relays {
