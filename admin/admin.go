@@ -227,17 +227,13 @@ func (s *Server) Close(ctx context.Context) error {
 
 // serveHTTP checks the Host and the token, then dispatches.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-<<<<<<< HEAD
-	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isUIPath(r.URL.Path) && !s.token.Header(r) {
-=======
 	if !s.hostAllowed(r.Host) {
 		writeJSON(w, http.StatusMisdirectedRequest, apiError{fmt.Sprintf(
 			"Host %q is not this admin API (DNS rebinding protection): use %s, localhost or 127.0.0.1, or allow the name with --admin-allowed-hosts",
 			r.Host, s.cfg.Listen)})
 		return
 	}
-	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !s.token.Header(r) {
->>>>>>> adversary
+	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isUIPath(r.URL.Path) && !s.token.Header(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gsio-relay admin"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{"missing or invalid bearer token"})
 		return

@@ -124,15 +124,12 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.strs("bootstrap", &n.Discovery.Bootstrap, "relay `MULTIADDR` with /p2p/ID to dial and keep connected (repeatable)")
 	f.boolean("mdns", &n.Discovery.EnableMDNS, "find relays of the same network on the local network (mDNS) and connect to them")
 	f.boolean("gossip-sign", &n.Gossip.Sign, "sign every gossip message with the relay's key (StrictSign); false: StrictNoSign, faster but unauthenticated, for closed federations only; every relay of a network must agree")
-<<<<<<< HEAD
 	f.boolean("inspect", &n.Inspect.Enable, "answer other relays of the federation on /gsio/inspect/1.0.0 (a read-only summary for their /ui and mesh)")
 	f.rate("inspect-rate", &n.Inspect.Rate, "inspection requests per second answered to one relay")
 	f.num("inspect-burst", &n.Inspect.Burst, "burst of inspection requests above --inspect-rate answered to one relay")
-=======
 	f.boolean("allow-private-addrs", &n.Presence.AllowPrivateAddrs, "dial loopback, private and link-local addresses other relays announce in presence (a federation on one host or LAN); default: drop them")
 	f.rate("gossip-origin-rate", &n.Gossip.OriginRate, "broadcasts per second one origin (a relay, or the peer that hands us a plain peer's messages) may push into the federation; more are ignored")
 	f.num("gossip-origin-burst", &n.Gossip.OriginBurst, "burst of broadcasts above --gossip-origin-rate per origin (at least 1024, a whole batch)")
->>>>>>> adversary
 	f.boolean("dht", &n.Discovery.EnableDHT, "join the federation DHT (/gsio/kad/1.0.0) through the bootstrap relays, advertise this relay at the network's rendezvous and connect to the relays found there")
 
 	f.cat = "NAT traversal"

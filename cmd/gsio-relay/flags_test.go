@@ -73,14 +73,9 @@ func TestRunFlagsBind(t *testing.T) {
 func sameConfig(a, b *runConfig) bool {
 	x, y := *a, *b
 	for _, c := range []*[]string{&x.Node.Host.Announce, &x.Node.Discovery.Bootstrap, &x.Node.Private.AllowPeers,
-<<<<<<< HEAD
-		&x.Node.RelayService.AllowReserve, &x.Transport.AllowedOrigins, &x.Transport.TrustedProxies, &y.Transport.TrustedProxies, &y.Node.Host.Announce, &y.Node.Discovery.Bootstrap,
-		&y.Node.Private.AllowPeers, &y.Node.RelayService.AllowReserve, &y.Transport.AllowedOrigins} {
-=======
 		&x.Node.RelayService.AllowReserve, &x.Transport.AllowedOrigins, &x.Transport.TrustedProxies, &x.Admin.AllowedHosts,
 		&y.Node.Host.Announce, &y.Node.Discovery.Bootstrap, &y.Node.Private.AllowPeers, &y.Node.RelayService.AllowReserve,
 		&y.Transport.AllowedOrigins, &y.Transport.TrustedProxies, &y.Admin.AllowedHosts} {
->>>>>>> adversary
 		if len(*c) == 0 {
 			*c = nil
 		}
