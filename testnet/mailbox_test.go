@@ -42,13 +42,27 @@ func TestMailboxAcrossRelays(t *testing.T) {
 			t.Fatalf("got %s, want k%d", m.ID, i)
 		}
 	}
-	// And on the keeping relay itself: kept and delivered at its bind.
-	r2.Close()
-	h.WaitNodes(10*time.Second, "sender")
+	if s.Pending() != 0 {
+		t.Fatalf("the sender got %d messages (errors) for kept messages", s.Pending())
+	}
+}
+
+// TestMailboxOnTheKeepingRelay: kept on a standalone relay and delivered
+// at the node's next bind there.
+func TestMailboxOnTheKeepingRelay(t *testing.T) {
+	r := StartStandalone(t, nil, nil)
+	s := Dial(t, r.URL+"?node_id=sender", "sender")
+	rc := Dial(t, r.URL+"?node_id=rcpt", "rcpt")
+	Reach(t, s, rc)
+	rc.Close()
+	Eventually(t, Wait, "rcpt gone", func() bool { return len(r.Router.LocalNodes()) == 1 })
 	s.Send("EntryResponse", "local-1", "rcpt", `{}`)
-	r3 := Dial(t, h.Relays[0].URL+"?node_id=rcpt", "rcpt")
-	if m := r3.Expect("EntryResponse"); m.ID != "local-1" {
-		t.Fatalf("got %s at bind, want local-1", m.ID)
+	s.Send("EntryResponse", "local-2", "rcpt", `{}`)
+	rc2 := Dial(t, r.URL+"?node_id=rcpt", "rcpt")
+	for _, id := range []string{"local-1", "local-2"} {
+		if m := rc2.Expect("EntryResponse"); m.ID != id {
+			t.Fatalf("got %s at bind, want %s", m.ID, id)
+		}
 	}
 	if s.Pending() != 0 {
 		t.Fatalf("the sender got %d messages (errors) for kept messages", s.Pending())
