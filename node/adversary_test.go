@@ -72,17 +72,25 @@ type sentMsg struct {
 // newArena starts a and b with mod applied to both configs, and the probe.
 func newArena(t *testing.T, mod func(*Config)) *arena {
 	t.Helper()
+	return newArenaEach(t, mod, mod)
+}
+
+// newArenaEach is newArena with a config change for each relay.
+func newArenaEach(t *testing.T, modA, modB func(*Config)) *arena {
+	t.Helper()
 	ar := &arena{t: t}
-	cfg := func(c *Config) {
-		// Presence (expiring after three intervals) survives a process
-		// whose two cores the attacker, in the same process, and other
-		// tests on the machine keep busy.
-		c.Presence.Interval = 5 * time.Second
-		if mod != nil {
-			mod(c)
+	cfgOf := func(mod func(*Config)) func(*Config) {
+		return func(c *Config) {
+			// Presence (expiring after three intervals) survives a
+			// process whose two cores the attacker, in the same process,
+			// and other tests on the machine keep busy.
+			c.Presence.Interval = 5 * time.Second
+			if mod != nil {
+				mod(c)
+			}
 		}
 	}
-	ar.a, ar.b = newNode(t, "a", cfg), newNode(t, "b", cfg)
+	ar.a, ar.b = newNode(t, "a", cfgOf(modA)), newNode(t, "b", cfgOf(modB))
 	connectFull(t, ar.a, ar.b)
 	ar.a.NodeJoined("alice", nil)
 	ar.b.NodeJoined("bob", nil)
@@ -715,4 +723,152 @@ func TestAdversaryPresenceAddrs(t *testing.T) {
 	ar.checkHonest("presence addrs")
 	ar.settle(40, 16<<20)
 	ar.report("f private addrs", share(during, all), "- (dropped from presence)")
+}
+
+// TestAdversaryConfigMismatch (k): relays that disagree on
+// --max-message-size are honest. A message over our limit from a relay in
+// good standing is ignored, not rejected: its sender keeps its score and
+// everything else it sends is delivered.
+func TestAdversaryConfigMismatch(t *testing.T) {
+	ar := newArenaEach(t, nil, func(c *Config) { c.MaxMessageSize += 32 << 10 })
+	ar.startTraffic()
+	big := DefaultConfig().MaxMessageSize + 16<<10
+	payload := `{"pad":"` + strings.Repeat("x", big) + `"}`
+	const large = 4
+	for i := range large {
+		if err := ar.b.Broadcast(envelope(t, "EntryAnnounce", fmt.Sprint("big-", i), "bob", "", payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		if k := validations(ar.a, "broadcast", "ignore", "too_large") + validations(ar.a, "broadcast", "reject", "too_large"); k < large {
+			return fmt.Errorf("a has seen %d of b's %d large broadcasts", k, large)
+		}
+		return nil
+	})
+	// Scores are sampled every 100 ms: b's stays at zero or more.
+	testutil.Stays(t, 500*time.Millisecond, func() error {
+		if s := ar.a.gossip.peerScores()[ar.b.ID()]; s < 0 {
+			return fmt.Errorf("a scores b %.1f after its large broadcasts", s)
+		}
+		return nil
+	})
+	during, all := ar.delivered()
+	ar.stopTraffic()
+	ar.checkHonest("config mismatch")
+	ar.settle(40, 16<<20)
+	ar.report("k config mismatch", share(during, all), "- (ignored: b keeps its score)")
+}
+
+// TestGossipSignRequiresPrivate (g): unsigned gossip is refused on an
+// open federation, with an error naming the flags; a swarm key or an
+// allow-list makes it possible.
+func TestGossipSignRequiresPrivate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Gossip.Sign = false
+	if n, err := New(context.Background(), cfg); err == nil {
+		_ = n.Close()
+		t.Fatal("New accepted --gossip-sign=false on an open federation")
+	} else if !strings.Contains(err.Error(), "--gossip-sign") || !strings.Contains(err.Error(), "--swarm-key") || !strings.Contains(err.Error(), "--allow-peer") {
+		t.Fatalf("error %q does not name --gossip-sign, --swarm-key and --allow-peer", err)
+	}
+	other := newNode(t, "other", nil)
+	for name, mod := range map[string]func(*Config){
+		"swarm key":  func(c *Config) { c.Private.SwarmKey = swarmKeyFile(t) },
+		"allow-list": func(c *Config) { c.Private.AllowPeers = []string{other.ID().String()} },
+	} {
+		c := testConfig(t)
+		c.Gossip.Sign = false
+		mod(&c)
+		n, err := New(context.Background(), c, WithLogger(testutil.Logger()))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_ = n.Close()
+	}
+}
+
+// TestConnLimits (k): the resource manager takes at least half again the
+// connection manager's high water mark of inbound connections, so that
+// the connection manager trims before new connections are refused.
+func TestConnLimits(t *testing.T) {
+	for _, high := range []int{DefaultConfig().Host.ConnHigh, 2000} {
+		l := connLimits(HostConfig{ConnLow: high / 2, ConnHigh: high}).ToPartialLimitConfig()
+		if int(l.System.ConnsInbound) < high+high/2 || int(l.System.Conns) < 2*high {
+			t.Errorf("high water %d: system conns %d, inbound %d", high, l.System.Conns, l.System.ConnsInbound)
+		}
+	}
+}
+
+// colocated connects k adversary peers listening on listen (their
+// connections come from its IP) to n, each scored by n's pubsub.
+func colocated(t *testing.T, n *tnode, k int, listen string) []*adversary.Peer {
+	t.Helper()
+	var ps []*adversary.Peer
+	for range k {
+		p, err := adversary.New(adversary.Config{Listen: []string{listen}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		if err := p.Connect(context.Background(), n.addrInfo()); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitGossip(context.Background(), n.ID()); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// TestIPColocation (k, P6): six peers from one address score below zero
+// at a relay (and so leave its meshes), an honest relay from another
+// address does not. Run in a network namespace (10.77.0.x): on loopback
+// P6 does not apply (TestIPColocationLoopback).
+func TestIPColocation(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	at := func(ip string) func(*Config) {
+		return func(c *Config) { c.Host.ListenAddrs = []string{"/ip4/" + ip + "/tcp/0"} }
+	}
+	r, h := newNode(t, "r", at("10.77.0.1")), newNode(t, "h", at("10.77.0.3"))
+	connectFull(t, r, h)
+	evil := colocated(t, r, 6, "/ip4/10.77.0.2/tcp/0")
+	want := float64(ipColocationWeight * (6 - ipColocationThreshold) * (6 - ipColocationThreshold))
+	testutil.CheckFor(t, 5*time.Second, func() error {
+		scores := r.gossip.peerScores()
+		for _, p := range evil {
+			if s, ok := scores[p.ID()]; !ok || s > want {
+				return fmt.Errorf("peer from 10.77.0.2 scored %.1f (sampled %v), want at most %.0f", s, ok, want)
+			}
+		}
+		if s := scores[h.ID()]; s < 0 {
+			return fmt.Errorf("honest relay from 10.77.0.3 scored %.1f", s)
+		}
+		return nil
+	})
+	t.Logf("six peers from one address score %.0f each at the relay; the honest relay %.1f", want, r.gossip.peerScores()[h.ID()])
+}
+
+// TestIPColocationLoopback: relays on one host (loopback) are exempt
+// from P6, as from the resource manager's per-IP limit.
+func TestIPColocationLoopback(t *testing.T) {
+	r := newNode(t, "r", nil)
+	evil := colocated(t, r, 6, "/ip4/127.0.0.1/tcp/0")
+	testutil.CheckFor(t, 5*time.Second, func() error {
+		if _, ok := r.gossip.peerScores()[evil[5].ID()]; !ok {
+			return fmt.Errorf("not sampled yet")
+		}
+		return nil
+	})
+	testutil.Stays(t, 300*time.Millisecond, func() error {
+		for _, p := range evil {
+			if s := r.gossip.peerScores()[p.ID()]; s < 0 {
+				return fmt.Errorf("peer on loopback scored %.1f", s)
+			}
+		}
+		return nil
+	})
 }

@@ -159,10 +159,12 @@ func TestBroadcastBurst(t *testing.T) {
 	}
 }
 
-// TestBroadcastNoSign: the StrictNoSign policy (NoSign=true) works
-// end to end: presence, broadcast and direct.
+// TestBroadcastNoSign: the StrictNoSign policy (Sign=false, which needs a
+// private federation: here a swarm key) works end to end: presence,
+// broadcast and direct.
 func TestBroadcastNoSign(t *testing.T) {
-	nosign := func(c *Config) { c.Gossip.Sign = false }
+	key := swarmKeyFile(t)
+	nosign := func(c *Config) { c.Gossip.Sign, c.Private.SwarmKey = false, key }
 	a, b, c := newNode(t, "a", nosign), newNode(t, "b", nosign), newNode(t, "c", nosign)
 	connectLine(t, a, b, c)
 	c.NodeJoined("carol", nil)

@@ -107,7 +107,9 @@ type GossipConfig struct {
 	// sequence number and an Ed25519 signature, which the speak-for and
 	// presence rules need. false is StrictNoSign (cheaper, unauthenticated
 	// gossip; closed federations only). All relays of a federation must
-	// agree. See docs/PROTOCOL.md for the measured cost.
+	// agree. New refuses false unless the federation is private
+	// (Private.SwarmKey or Private.AllowPeers). See docs/PROTOCOL.md for
+	// the measured cost.
 	Sign bool
 	// PeerOutboundQueueSize is GossipSub's per-peer outbound RPC queue; an
 	// RPC that does not fit is dropped (and counted). Default 4096.

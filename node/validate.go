@@ -112,6 +112,9 @@ func (c Config) validate() error {
 	if c.Discovery.DHTAdvertiseInterval < time.Second {
 		bad("dht-advertise-interval", "%v: at least 1s", c.Discovery.DHTAdvertiseInterval)
 	}
+	if !c.Gossip.Sign && c.Private.SwarmKey == "" && len(c.Private.AllowPeers) == 0 {
+		bad("gossip-sign", "=false needs a private federation (--swarm-key or --allow-peer): unsigned gossip is unauthenticated, so on an open federation anyone could rewrite presence and speak for any node")
+	}
 	if c.Private.AllowRelayClients && len(c.Private.AllowPeers) == 0 {
 		bad("allow-relay-clients", "is only meaningful with --allow-peer")
 	}
