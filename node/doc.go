@@ -68,7 +68,8 @@
 //   - directory.mu: the presence directory;
 //   - speakFor.mu: messages held by the speak-for wait, per origin, per
 //     peer and in all;
-//   - originRate.mu: the per-origin rate buckets;
+//   - buckets.mu: the per-origin rate buckets (originRate), and those of
+//     the per-peer gate (peerGate, taken on pubsub's event loop);
 //   - publisher.peersMu: the peers subscribed to the broadcast topic;
 //   - direct.sendersMu: the per-relay senders; sender.mu: a sender's
 //     stream;

@@ -32,7 +32,7 @@ type publisher struct {
 	federated func() bool // there are relays to wait for (bootstrap peers, or relays in the directory)
 	isRelay   func(peer.ID) bool
 	good      func(peer.ID) bool // standing.good
-	rate      *originRate
+	rate      originRate
 	recv      Receiver // set by start, before the goroutines
 	started   atomic.Bool
 	q         chan []byte

@@ -43,6 +43,9 @@ func (c Config) validate() error {
 	if c.Gossip.OriginRate <= 0 {
 		bad("gossip-origin-rate", "%v: must be positive", c.Gossip.OriginRate)
 	}
+	if c.Gossip.PeerRate <= 0 {
+		bad("gossip-peer-rate", "%v: must be positive", c.Gossip.PeerRate)
+	}
 	if c.Gossip.OriginBurst < maxBatchMessages {
 		bad("gossip-origin-burst", "%d: at least %d (a whole batch)", c.Gossip.OriginBurst, maxBatchMessages)
 	}
