@@ -454,7 +454,7 @@ func counters(n *tnode) string {
 			}
 			name := strings.Join(ls, "/")
 			if name == "" {
-				name = m.Desc().String()[:40]
+				name, _, _ = strings.Cut(strings.TrimPrefix(m.Desc().String(), `Desc{fqName: "`), `"`)
 			}
 			fmt.Fprintf(&b, "%s=%.0f ", name, d.GetCounter().GetValue())
 		}
