@@ -21,7 +21,8 @@
 // node's, and a WaitGroup every one of them goes through) and its close:
 //
 //   - gossip (gossip.go, subwatch.go, tracer.go, msgid.go): pubsub, our
-//     two topics, peer scores. Goroutines: subscriptionWatch,
+//     two topics, peer scores, the subscription filter and the per-peer
+//     gate in front of validation (originrate.go). Goroutines: subscriptionWatch,
 //     reportDrops. Pubsub runs its own, stopped by close.
 //   - presence (presence.go, directory.go): local nodes, the presence
 //     topic, the directory. Goroutines: the presence subscription reader
