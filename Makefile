@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/gsio-relay
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test vet fmt fuzz clean
+.PHONY: all build run test vet fmt fuzz clean adversary
 
 all: build
 
@@ -38,6 +38,24 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# The adversary suite (SPEC 8, docs/PROTOCOL.md "Hostile peers"): every
+# attack of testnet/adversary against real relays on loopback, in its long
+# variant (GSIO_ADVERSARY_LONG) and without the race detector, so that the
+# attacker runs at full speed. One line per attack: honest delivery during
+# the attack, the penalty the relays gave the attacker (time to graylist,
+# or why none), the process's goroutines/heap/FDs before, at the peak and
+# after. The in-suite variants run with make test.
+ADVERSARY_TESTS := TestAdversary|TestFloodReachesClients|TestNodeListBounded|TestIPColocation|TestGossipSignRequiresPrivate|TestConnLimits|TestFederationNotOverLimitedConn|TestAllowRelayClients
+
+adversary:
+	@report=$$(mktemp) log=$$(mktemp); \
+	if GSIO_ADVERSARY_LONG=1 GSIO_ADVERSARY_REPORT=$$report $(GO) test -count=1 -timeout 20m -v \
+		-run '$(ADVERSARY_TESTS)' ./node/ ./testnet/adversary/ >$$log 2>&1; then ok=1; else ok=0; fi; \
+	grep -E '^(--- |ok|FAIL)' $$log; echo; \
+	echo "attack               | honest      | attacker's penalty               | goroutines/heap/FDs: before, peak, after"; \
+	cat $$report; rm -f $$report; \
+	if [ $$ok = 0 ]; then grep -B2 -A20 -- '--- FAIL' $$log | head -80; rm -f $$log; exit 1; fi; rm -f $$log
 
 # --- Docker image and testnet (README "Docker", "Testnet") ---
 # The image is FROM scratch around the static binary built here: nothing is
@@ -89,7 +107,7 @@ testnet-test:
 NATS_SERVER_VERSION ?= v2.15.3
 NATS_SERVER         := .bench/nats-server-$(NATS_SERVER_VERSION)/nats-server
 BENCH_RELAY_FLAGS   ?= --rate-limit 10000000 --rate-burst 10000000 --max-conns 20000 --max-conns-per-ip 20000 \
-	--gossip-origin-rate 100000000 --gossip-origin-burst 100000000
+	--gossip-origin-rate 100000000 --gossip-origin-burst 100000000 --gossip-peer-rate 100000000
 BENCH_ARGS          ?=
 
 .PHONY: bench bench-tools

@@ -72,17 +72,25 @@ type sentMsg struct {
 // newArena starts a and b with mod applied to both configs, and the probe.
 func newArena(t *testing.T, mod func(*Config)) *arena {
 	t.Helper()
+	return newArenaEach(t, mod, mod)
+}
+
+// newArenaEach is newArena with a config change for each relay.
+func newArenaEach(t *testing.T, modA, modB func(*Config)) *arena {
+	t.Helper()
 	ar := &arena{t: t}
-	cfg := func(c *Config) {
-		// Presence (expiring after three intervals) survives a process
-		// whose two cores the attacker, in the same process, and other
-		// tests on the machine keep busy.
-		c.Presence.Interval = 5 * time.Second
-		if mod != nil {
-			mod(c)
+	cfgOf := func(mod func(*Config)) func(*Config) {
+		return func(c *Config) {
+			// Presence (expiring after three intervals) survives a
+			// process whose two cores the attacker, in the same process,
+			// and other tests on the machine keep busy.
+			c.Presence.Interval = 5 * time.Second
+			if mod != nil {
+				mod(c)
+			}
 		}
 	}
-	ar.a, ar.b = newNode(t, "a", cfg), newNode(t, "b", cfg)
+	ar.a, ar.b = newNode(t, "a", cfgOf(modA)), newNode(t, "b", cfgOf(modB))
 	connectFull(t, ar.a, ar.b)
 	ar.a.NodeJoined("alice", nil)
 	ar.b.NodeJoined("bob", nil)
@@ -237,23 +245,35 @@ func (ar *arena) settle(slack int, heapSlack uint64) {
 // the relays took to graylist or disconnect the attacker ("-" where the
 // defence ignores rather than penalises).
 func (ar *arena) report(attack, during, penalty string) {
-	p := ar.probe
-	line := fmt.Sprintf("%-22s | honest %-13s | penalty %-24s | goroutines/heap/FDs before %s peak %s after %s",
-		attack, during, penalty, p.Before, p.Peak(), p.After)
+	line := adversary.Line(attack, during, penalty, ar.probe)
 	ar.t.Log(line)
-	if f := os.Getenv("GSIO_ADVERSARY_REPORT"); f != "" {
-		fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			ar.t.Errorf("report: %v", err)
-			return
-		}
-		defer fh.Close()
-		fmt.Fprintln(fh, strings.TrimSpace(line))
+	if err := adversary.Report(line); err != nil {
+		ar.t.Errorf("report: %v", err)
 	}
 }
 
-// share formats ok of all.
-func share(ok, all int) string { return fmt.Sprintf("%d/%d", ok, all) }
+// mark is the number of honest messages sent so far (those sent before
+// or during the attack).
+func (ar *arena) mark() int {
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	return len(ar.sent)
+}
+
+// share formats how many of the first n honest messages were delivered
+// exactly once (after checkHonest: all of them).
+func (ar *arena) share(n int) string {
+	ar.mu.Lock()
+	sent := append([]sentMsg(nil), ar.sent[:n]...)
+	ar.mu.Unlock()
+	ok := 0
+	for _, m := range sent {
+		if m.to.rec.count(m.sender, m.id) == 1 {
+			ok++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ok, n)
+}
 
 // countPrefix counts n's deliveries whose sender starts with prefix.
 func countPrefix(n *tnode, prefix string) int {
@@ -317,7 +337,7 @@ func TestAdversaryFlood(t *testing.T) {
 	junk := func() int { return countPrefix(ar.a, "flood-") }
 	got := stable(t, time.Second, junk)
 	window := time.Since(start) - time.Second // until the last delivery
-	during, all := ar.delivered()
+	during := ar.mark()
 	ar.stopTraffic()
 	ar.checkHonest("flood")
 	limit := burst + int(rate*window.Seconds()*1.1) + 1024
@@ -328,7 +348,7 @@ func TestAdversaryFlood(t *testing.T) {
 	}
 	_ = evil.Close()
 	ar.settle(40, 64<<20)
-	ar.report("c flood", share(during, all), "- (ignored beyond the rate)")
+	ar.report("c flood", ar.share(during), "- (ignored beyond the rate)")
 }
 
 // TestAdversaryHeld (attack b): throwaway authors each publish 1,024
@@ -407,7 +427,7 @@ func TestAdversaryHeld(t *testing.T) {
 		}
 		return nil
 	})
-	during, all := ar.delivered()
+	during := ar.mark()
 	ar.stopTraffic()
 	ar.checkHonest("held")
 	if k := countID(ar.b, "hold-"); k != 0 {
@@ -416,7 +436,7 @@ func TestAdversaryHeld(t *testing.T) {
 	t.Logf("held: %d messages published in %v; attacker graylisted at b after %v", len(keys)*1024, published.Round(time.Millisecond), graylisted.Round(time.Millisecond))
 	_ = evil.Close()
 	ar.settle(40, 64<<20)
-	ar.report("b held messages", share(during, all), fmt.Sprintf("graylisted in %v", graylisted.Round(10*time.Millisecond)))
+	ar.report("b held messages", ar.share(during), fmt.Sprintf("graylisted in %v", graylisted.Round(10*time.Millisecond)))
 }
 
 // counters returns n's validation results and drops, for the log.
@@ -434,7 +454,7 @@ func counters(n *tnode) string {
 			}
 			name := strings.Join(ls, "/")
 			if name == "" {
-				name = m.Desc().String()[:40]
+				name, _, _ = strings.Cut(strings.TrimPrefix(m.Desc().String(), `Desc{fqName: "`), `"`)
 			}
 			fmt.Fprintf(&b, "%s=%.0f ", name, d.GetCounter().GetValue())
 		}
@@ -539,7 +559,7 @@ func TestAdversaryPresenceFill(t *testing.T) {
 	ar.expect(c, ar.b, "dave", "", "dave-b-2")
 	ar.expect(ar.a, c, "alice", "dave", "alice-d-2")
 	ar.expect(c, ar.b, "dave", "bob", "dave-d-1")
-	during, all := ar.delivered()
+	during := ar.mark()
 	ar.stopTraffic()
 	ar.checkHonest("presence fill")
 	for _, n := range []*tnode{ar.a, ar.b} {
@@ -557,7 +577,7 @@ func TestAdversaryPresenceFill(t *testing.T) {
 	_ = evil.Close()
 	_ = c.Close()
 	ar.settle(40, 16<<20)
-	ar.report("a presence fill", share(during, all), "- (bounded, not invalid)")
+	ar.report("a presence fill", ar.share(during), "- (bounded, not invalid)")
 }
 
 // validations is n's count of validation results (topic, result, reason).
@@ -565,7 +585,8 @@ func validations(n *tnode, topic, result, reason string) int {
 	return int(promtest.ToFloat64(n.gossip.m.validation.WithLabelValues(topic, result, reason)))
 }
 
-// TestAdversaryNACKSenders (attack d): throwaway peers, each with a key of
+// TestAdversaryNACKSenders (attack d): 40 (make adversary: 200)
+// throwaway peers, each with a key of
 // its own, send one direct message each for a node nobody holds. A relay
 // answers NACKs only to relays of its directory: for anyone else it
 // would start a sender (a goroutine, a 1,024-message queue, a protected
@@ -573,11 +594,15 @@ func validations(n *tnode, topic, result, reason string) int {
 func TestAdversaryNACKSenders(t *testing.T) {
 	ar := newArena(t, nil)
 	ar.startTraffic()
-	n := scale(40, 400)
+	n := scale(40, 200)
 	peers, err := adversary.DirectUnknown(context.Background(), ar.a.addrInfo(), n, "nobody-home")
-	for _, p := range peers {
-		defer p.Close()
+	closeAll := func() {
+		for _, p := range peers {
+			_ = p.Close()
+		}
+		peers = nil // closed hosts are garbage once nothing refers to them
 	}
+	defer closeAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,14 +624,12 @@ func TestAdversaryNACKSenders(t *testing.T) {
 	if senders > 1 || protected > 0 {
 		t.Fatalf("a runs %d direct senders (want at most 1, to b) and protects %d of the %d throwaway peers", senders, protected, n)
 	}
-	during, all := ar.delivered()
-	for _, p := range peers {
-		_ = p.Close()
-	}
+	during := ar.mark()
+	closeAll()
 	ar.stopTraffic()
 	ar.checkHonest("NACK senders")
 	ar.settle(40, 16<<20)
-	ar.report("d NACK senders", share(during, all), "- (no NACK to non-relays)")
+	ar.report("d NACK senders", ar.share(during), "- (no NACK to non-relays)")
 }
 
 // TestAdversarySubscriptions (attack e): a peer announces subscriptions to
@@ -644,12 +667,12 @@ func TestAdversarySubscriptions(t *testing.T) {
 			t.Fatalf("a tracks evil's subscription to %s", topic)
 		}
 	}
-	during, all := ar.delivered()
+	during := ar.mark()
 	_ = evil.Close()
 	ar.stopTraffic()
 	ar.checkHonest("subscriptions")
 	ar.settle(40, 16<<20)
-	ar.report("e subscriptions", share(during, all), "- (filtered)")
+	ar.report("e subscriptions", ar.share(during), "- (filtered)")
 }
 
 // TestAdversaryPresenceAddrs (attack f): a relay of the attacker announces
@@ -709,10 +732,158 @@ func TestAdversaryPresenceAddrs(t *testing.T) {
 	if as := ar.a.host.Peerstore().Addrs(keys[0].ID); len(as) > 0 {
 		t.Fatalf("a keeps addresses %v for the attacker's relay", as)
 	}
-	during, all := ar.delivered()
+	during := ar.mark()
 	_ = evil.Close()
 	ar.stopTraffic()
 	ar.checkHonest("presence addrs")
 	ar.settle(40, 16<<20)
-	ar.report("f private addrs", share(during, all), "- (dropped from presence)")
+	ar.report("f private addrs", ar.share(during), "- (dropped from presence)")
+}
+
+// TestAdversaryConfigMismatch (k): relays that disagree on
+// --max-message-size are honest. A message over our limit from a relay in
+// good standing is ignored, not rejected: its sender keeps its score and
+// everything else it sends is delivered.
+func TestAdversaryConfigMismatch(t *testing.T) {
+	ar := newArenaEach(t, nil, func(c *Config) { c.MaxMessageSize += 32 << 10 })
+	ar.startTraffic()
+	big := DefaultConfig().MaxMessageSize + 16<<10
+	payload := `{"pad":"` + strings.Repeat("x", big) + `"}`
+	const large = 4
+	for i := range large {
+		if err := ar.b.Broadcast(envelope(t, "EntryAnnounce", fmt.Sprint("big-", i), "bob", "", payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		if k := validations(ar.a, "broadcast", "ignore", "too_large") + validations(ar.a, "broadcast", "reject", "too_large"); k < large {
+			return fmt.Errorf("a has seen %d of b's %d large broadcasts", k, large)
+		}
+		return nil
+	})
+	// Scores are sampled every 100 ms: b's stays at zero or more.
+	testutil.Stays(t, 500*time.Millisecond, func() error {
+		if s := ar.a.gossip.peerScores()[ar.b.ID()]; s < 0 {
+			return fmt.Errorf("a scores b %.1f after its large broadcasts", s)
+		}
+		return nil
+	})
+	during := ar.mark()
+	ar.stopTraffic()
+	ar.checkHonest("config mismatch")
+	ar.settle(40, 16<<20)
+	ar.report("k config mismatch", ar.share(during), "- (ignored: b keeps its score)")
+}
+
+// TestGossipSignRequiresPrivate (g): unsigned gossip is refused on an
+// open federation, with an error naming the flags; a swarm key or an
+// allow-list makes it possible.
+func TestGossipSignRequiresPrivate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Gossip.Sign = false
+	if n, err := New(context.Background(), cfg); err == nil {
+		_ = n.Close()
+		t.Fatal("New accepted --gossip-sign=false on an open federation")
+	} else if !strings.Contains(err.Error(), "--gossip-sign") || !strings.Contains(err.Error(), "--swarm-key") || !strings.Contains(err.Error(), "--allow-peer") {
+		t.Fatalf("error %q does not name --gossip-sign, --swarm-key and --allow-peer", err)
+	}
+	other := newNode(t, "other", nil)
+	for name, mod := range map[string]func(*Config){
+		"swarm key":  func(c *Config) { c.Private.SwarmKey = swarmKeyFile(t) },
+		"allow-list": func(c *Config) { c.Private.AllowPeers = []string{other.ID().String()} },
+	} {
+		c := testConfig(t)
+		c.Gossip.Sign = false
+		mod(&c)
+		n, err := New(context.Background(), c, WithLogger(testutil.Logger()))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_ = n.Close()
+	}
+}
+
+// TestConnLimits (k): the resource manager takes at least half again the
+// connection manager's high water mark of inbound connections, so that
+// the connection manager trims before new connections are refused.
+func TestConnLimits(t *testing.T) {
+	for _, high := range []int{DefaultConfig().Host.ConnHigh, 2000} {
+		l := connLimits(HostConfig{ConnLow: high / 2, ConnHigh: high}).ToPartialLimitConfig()
+		if int(l.System.ConnsInbound) < high+high/2 || int(l.System.Conns) < 2*high {
+			t.Errorf("high water %d: system conns %d, inbound %d", high, l.System.Conns, l.System.ConnsInbound)
+		}
+	}
+}
+
+// colocated connects k adversary peers listening on listen (their
+// connections come from its IP) to n, each scored by n's pubsub.
+func colocated(t *testing.T, n *tnode, k int, listen string) []*adversary.Peer {
+	t.Helper()
+	var ps []*adversary.Peer
+	for range k {
+		p, err := adversary.New(adversary.Config{Listen: []string{listen}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		if err := p.Connect(context.Background(), n.addrInfo()); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitGossip(context.Background(), n.ID()); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// TestIPColocation (k, P6): six peers from one address score below zero
+// at a relay (and so leave its meshes), an honest relay from another
+// address does not. Run in a network namespace (10.77.0.x): on loopback
+// P6 does not apply (TestIPColocationLoopback).
+func TestIPColocation(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	at := func(ip string) func(*Config) {
+		return func(c *Config) { c.Host.ListenAddrs = []string{"/ip4/" + ip + "/tcp/0"} }
+	}
+	r, h := newNode(t, "r", at("10.77.0.1")), newNode(t, "h", at("10.77.0.3"))
+	connectFull(t, r, h)
+	evil := colocated(t, r, 6, "/ip4/10.77.0.2/tcp/0")
+	want := float64(ipColocationWeight * (6 - ipColocationThreshold) * (6 - ipColocationThreshold))
+	testutil.CheckFor(t, 5*time.Second, func() error {
+		scores := r.gossip.peerScores()
+		for _, p := range evil {
+			if s, ok := scores[p.ID()]; !ok || s > want {
+				return fmt.Errorf("peer from 10.77.0.2 scored %.1f (sampled %v), want at most %.0f", s, ok, want)
+			}
+		}
+		if s := scores[h.ID()]; s < 0 {
+			return fmt.Errorf("honest relay from 10.77.0.3 scored %.1f", s)
+		}
+		return nil
+	})
+	t.Logf("six peers from one address score %.0f each at the relay; the honest relay %.1f", want, r.gossip.peerScores()[h.ID()])
+}
+
+// TestIPColocationLoopback: relays on one host (loopback) are exempt
+// from P6, as from the resource manager's per-IP limit.
+func TestIPColocationLoopback(t *testing.T) {
+	r := newNode(t, "r", nil)
+	evil := colocated(t, r, 6, "/ip4/127.0.0.1/tcp/0")
+	testutil.CheckFor(t, 5*time.Second, func() error {
+		if _, ok := r.gossip.peerScores()[evil[5].ID()]; !ok {
+			return fmt.Errorf("not sampled yet")
+		}
+		return nil
+	})
+	testutil.Stays(t, 300*time.Millisecond, func() error {
+		for _, p := range evil {
+			if s := r.gossip.peerScores()[p.ID()]; s < 0 {
+				return fmt.Errorf("peer on loopback scored %.1f", s)
+			}
+		}
+		return nil
+	})
 }

@@ -111,7 +111,9 @@ type GossipConfig struct {
 	// sequence number and an Ed25519 signature, which the speak-for and
 	// presence rules need. false is StrictNoSign (cheaper, unauthenticated
 	// gossip; closed federations only). All relays of a federation must
-	// agree. See docs/PROTOCOL.md for the measured cost.
+	// agree. New refuses false unless the federation is private
+	// (Private.SwarmKey or Private.AllowPeers). See docs/PROTOCOL.md for
+	// the measured cost.
 	Sign bool
 	// PeerOutboundQueueSize is GossipSub's per-peer outbound RPC queue; an
 	// RPC that does not fit is dropped (and counted). Default 4096.
@@ -137,11 +139,20 @@ type GossipConfig struct {
 	// second (every message of a batch counts), OriginBurst deep, per
 	// origin relay (per forwarding peer for origins that are not relays);
 	// messages over it are ignored and counted (origin_rate). Default
-	// 10000/s, burst 20000: ten times the per-connection client rate,
-	// above what an honest relay publishes outside a benchmark, and a
-	// sustained rate a WebSocket client on a LAN reads.
+	// 10000/s, ten times the per-connection client rate, above what an
+	// honest relay publishes outside a benchmark and below what a
+	// WebSocket client on a LAN reads; burst 4096, the default WebSocket
+	// send queue: what one origin puts on the wire at once is what one
+	// client can queue (a larger burst closes fast readers as slow
+	// consumers).
 	OriginRate  float64
 	OriginBurst int
+	// PeerRate bounds the gossip messages (a batch is one) one peer may
+	// hand us before validation, in a token bucket ValidateQueueSize/4
+	// deep; those beyond it are dropped unvalidated and counted
+	// (peer_rate), so that no peer fills the validation queue. Default
+	// 20000/s: twice the origin rate, about what two cores verify.
+	PeerRate float64
 	// SubscriptionGrace is how long a connected relay of the federation
 	// may stay unknown to pubsub as a subscriber of our topics before its
 	// connections are closed to reset both pubsub sessions (see
@@ -316,7 +327,8 @@ func DefaultConfig() Config {
 			SubscriptionBuffer:    8192,
 			ScoreInspectInterval:  5 * time.Second,
 			OriginRate:            10000,
-			OriginBurst:           20000,
+			OriginBurst:           4096,
+			PeerRate:              20000,
 			SubscriptionGrace:     10 * time.Second,
 		},
 		Publish: PublishConfig{QueueSize: 8192, PeerWait: 5 * time.Second, BatchBytes: 64 << 10, BatchMax: 256},

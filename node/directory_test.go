@@ -188,3 +188,72 @@ func TestChunkNodes(t *testing.T) {
 		t.Fatalf("chunks hold %d of %d ids", total, len(ids))
 	}
 }
+
+// TestDirectoryFairShare (docs/PROTOCOL.md 5.3): a relay in good standing
+// takes the place, or the entries, of relays that are not; those share
+// what is left max-min fairly; a relay whose claims a bound cut is marked
+// over, and speak-for ignores rather than rejects for it.
+func TestDirectoryFairShare(t *testing.T) {
+	d := testDir(t, func(c *Config) {
+		c.Presence.MaxRelays = 3
+		c.Presence.MaxNodesPerRelay = 10
+		c.Presence.MaxDirectoryEntries = 10
+	})
+	now := time.Now()
+	ids := func(prefix string, n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, prefix+string(rune('a'+i)))
+		}
+		return out
+	}
+	sizes := func() map[peer.ID]int {
+		out := map[peer.ID]int{}
+		for r, ns := range d.snapshot() {
+			out[r] = len(ns)
+		}
+		return out
+	}
+	x, y, g, z := randPeer(t), randPeer(t), randPeer(t), randPeer(t)
+	d.apply(x, pm(presenceSnapshot, 1, 1, ids("x", 10)...), nil, false, now)
+	// y, not in good standing either, gets a fair share of x's entries.
+	d.apply(y, pm(presenceSnapshot, 1, 1, ids("y", 10)...), nil, false, now)
+	if s := sizes(); s[x] != 5 || s[y] != 5 {
+		t.Fatalf("max-min share: %v, want 5 and 5", s)
+	}
+	if v := d.speaks(y, "nope", now); !v.originOver || v.held {
+		t.Fatalf("y, whose claims were cut: %+v, want over", v)
+	}
+	// g, in good standing, takes entries from the largest of the others.
+	d.apply(g, pm(presenceJoin, 1, 1, "g1", "g2", "g3", "g4"), nil, true, now)
+	if s := sizes(); s[g] != 4 || s[x]+s[y] != 6 || s[x] < 2 || s[y] < 2 {
+		t.Fatalf("good standing: %v, want g 4 and the rest 6", s)
+	}
+	if v := d.speaks(g, "g4", now); !v.held || v.originOver {
+		t.Fatalf("g's claim: %+v", v)
+	}
+	// The relay slots are full: z, not in good standing, is refused and
+	// remembered as such; in good standing it replaces the largest of
+	// the others.
+	d.apply(z, pm(presenceJoin, 1, 1, "z1"), nil, false, now)
+	if _, ok := sizes()[z]; ok {
+		t.Fatal("z took a relay slot without good standing")
+	}
+	if v := d.speaks(z, "z1", now); !v.originOver {
+		t.Fatalf("refused z: %+v, want over", v)
+	}
+	d.apply(z, pm(presenceJoin, 1, 2, "z1"), nil, true, now)
+	s := sizes()
+	if s[z] != 1 || s[g] != 4 || len(s) != 3 {
+		t.Fatalf("z in good standing: %v, want z 1, g 4 and one of x and y", s)
+	}
+	// A snapshot that fits whole makes a relay complete again.
+	for r := range s {
+		if r != z && r != g {
+			d.apply(r, pm(presenceSnapshot, 1, 5, "only"), nil, false, now)
+			if v := d.speaks(r, "other", now); v.originOver {
+				t.Fatalf("a relay whose snapshot fits: %+v, want complete", v)
+			}
+		}
+	}
+}

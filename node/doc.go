@@ -21,7 +21,8 @@
 // node's, and a WaitGroup every one of them goes through) and its close:
 //
 //   - gossip (gossip.go, subwatch.go, tracer.go, msgid.go): pubsub, our
-//     two topics, peer scores. Goroutines: subscriptionWatch,
+//     two topics, peer scores, the subscription filter and the per-peer
+//     gate in front of validation (originrate.go). Goroutines: subscriptionWatch,
 //     reportDrops. Pubsub runs its own, stopped by close.
 //   - presence (presence.go, directory.go): local nodes, the presence
 //     topic, the directory. Goroutines: the presence subscription reader
@@ -77,7 +78,8 @@
 //   - directory.mu: the presence directory;
 //   - speakFor.mu: messages held by the speak-for wait, per origin, per
 //     peer and in all;
-//   - originRate.mu: the per-origin rate buckets;
+//   - buckets.mu: the per-origin rate buckets (originRate), and those of
+//     the per-peer gate (peerGate, taken on pubsub's event loop);
 //   - publisher.peersMu: the peers subscribed to the broadcast topic;
 //   - direct.sendersMu: the per-relay senders; sender.mu: a sender's
 //     stream;

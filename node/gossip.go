@@ -100,6 +100,7 @@ func (g *gossip) options(allow *allowList, params *pubsub.GossipSubParams) []pub
 		// cannot make pubsub track a million topics.
 		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(
 			pubsub.NewAllowlistSubscriptionFilter(g.bcast.name, g.pres.name), maxSubscriptionsPerRPC)),
+		pubsub.WithAppSpecificRpcInspector(newPeerGate(cfg, g.tracer).inspect),
 	}
 	if allow != nil {
 		opts = append(opts, pubsub.WithBlacklist(&allowBlacklist{allow: allow, extra: map[peer.ID]struct{}{}}))

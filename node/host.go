@@ -50,9 +50,7 @@ func newHost(c core, a addrs, key crypto.PrivKey, allow *allowList, rsvps *reser
 		}
 	}
 
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(connLimits(cfg.Host)))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
@@ -98,6 +96,32 @@ func newHost(c core, a addrs, key crypto.PrivKey, allow *allowList, rsvps *reser
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	return h, nil
+}
+
+// connLimits are go-libp2p's resource manager limits scaled to the
+// machine, with the system's connections raised, where the scaling left
+// them lower, to half again the connection manager's high water mark
+// (inbound) and twice it (in all): the connection manager must trim
+// connections before the resource manager refuses new ones, or a peer
+// that opens connections until the limit (from many addresses: one
+// address gets 8, the resource manager's per-IP limit) keeps honest
+// relays out until its connections age past ConnGrace.
+func connLimits(h HostConfig) rcmgr.ConcreteLimitConfig {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	scaled := limits.AutoScale()
+	p := scaled.ToPartialLimitConfig()
+	in, all := rcmgr.LimitVal(h.ConnHigh+h.ConnHigh/2), rcmgr.LimitVal(2*h.ConnHigh)
+	if p.System.ConnsInbound < in {
+		p.System.ConnsInbound = in
+	}
+	if p.System.Conns < all {
+		p.System.Conns = all
+	}
+	if p.System.FD < all {
+		p.System.FD = all
+	}
+	return p.Build(scaled)
 }
 
 // muxKeepAlive is yamux's keepalive interval. A connection whose peer

@@ -94,6 +94,7 @@ func TestConfigErrorsNameFlags(t *testing.T) {
 		"--publish-queue":          func(c *Config) { c.Publish.QueueSize = 0 },
 		"--allow-relay-clients":    func(c *Config) { c.Private.AllowRelayClients = true },
 		"--network":                func(c *Config) { c.Network = "" },
+		"--gossip-sign":            func(c *Config) { c.Gossip.Sign = false },
 	} {
 		cfg := DefaultConfig()
 		mod(&cfg)

@@ -48,7 +48,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "dropped_total",
-			Help: "Messages dropped by the federation layer, by reason (outbound_queue_full, validate_queue_full, validate_throttled, subscriber_too_slow, publish_queue_full, direct_queue_full, speak_for_pending_full, undeliverable_queue_full, origin_rate, nack_not_relay).",
+			Help: "Messages dropped by the federation layer, by reason (outbound_queue_full, validate_queue_full, validate_throttled, subscriber_too_slow, publish_queue_full, direct_queue_full, speak_for_pending_full, undeliverable_queue_full, origin_rate, peer_rate, nack_not_relay).",
 		}, []string{"reason"}),
 		validation: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "validation_total",

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"net"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -67,7 +68,16 @@ const (
 	acceptPXThreshold = 100 // peer exchange is off; only a very good peer could give PX
 	oppGraftThreshold = 5
 	invalidWeight     = -10 // per topic; P4 is the square of the invalid count
+
+	ipColocationWeight    = -5 // P6 is weight * (peers on one IP - threshold)^2
+	ipColocationThreshold = 4
 )
+
+// loopbackNets are exempt from IP colocation (P6).
+var loopbackNets = []*net.IPNet{
+	{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
+	{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)},
+}
 
 // scoreThresholds are the GossipSub score thresholds the node uses.
 func scoreThresholds() *pubsub.PeerScoreThresholds {
@@ -110,9 +120,17 @@ func scoreParams(network string) *pubsub.PeerScoreParams {
 		TopicScoreCap:     50,
 		AppSpecificScore:  func(peer.ID) float64 { return 0 },
 		AppSpecificWeight: 1,
-		// P6 off: several relays behind one address (NAT, one host) are
-		// normal in a federation of operators.
-		IPColocationFactorWeight: 0,
+		// P6: weight * (peers on one IP - 4)^2. Several relays behind one
+		// address (NAT, one host) are normal, so up to 4 cost nothing
+		// and 5 or 6 (-5, -20) are offset by an active relay's P1 and
+		// P2; 8, the most connections the resource manager takes from
+		// one IPv4 address, put each at -80, the graylist threshold: one
+		// machine's throwaway keys cannot outvote the federation.
+		// Loopback is exempt (relays on one host, tests), as it is from
+		// the resource manager's per-IP limit.
+		IPColocationFactorWeight:    ipColocationWeight,
+		IPColocationFactorThreshold: ipColocationThreshold,
+		IPColocationFactorWhitelist: loopbackNets,
 		// P7: broken gossip promises and GRAFT flooding.
 		BehaviourPenaltyWeight:    -1,
 		BehaviourPenaltyThreshold: 6,

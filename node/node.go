@@ -174,7 +174,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	n.presence = newPresence(life, c, dir, n.gossip, std.good)
 	speak := newSpeakFor(life.Done(), dir, n.presence.isLocal, c.tracer, newHeldBudget(cfg.Gossip.ValidateConcurrency))
 	federated := func() bool { return len(boot) > 0 || dir.relayCount() > 0 }
-	n.pub = newPublisher(life, c, n.gossip, speak, federated, isRelay)
+	n.pub = newPublisher(life, c, n.gossip, speak, federated, isRelay, std.good)
 	n.direct = newDirect(life, c, dir, n.presence.isLocal, speak, allow)
 	n.inspector = &inspector{cfg: cfg, self: self, host: c.host, gossip: n.gossip, dir: dir, disc: n.disc, rsvps: rsvps}
 	if n.insp, err = newInspectService(life, c, n.inspector, n.presence, dir, allow, o); err != nil {

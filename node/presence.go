@@ -190,6 +190,11 @@ func (p *presence) validate(_ context.Context, src peer.ID, m *pubsub.Message) p
 		return pubsub.ValidationAccept
 	}
 	msg, relay, addrs, reason := parsePresence(m.GetData(), p.cfg.MaxMessageSize)
+	if reason == "too_large" && !p.dir.lastSeen(src).IsZero() && p.good(src) {
+		// A relay in good standing with a larger --max-message-size.
+		p.m.validated("presence", pubsub.ValidationIgnore, reason)
+		return pubsub.ValidationIgnore
+	}
 	if reason != "" {
 		p.m.validated("presence", pubsub.ValidationReject, reason)
 		p.log.Debug("presence rejected", "remote", src.String(), "reason", reason)

@@ -31,7 +31,8 @@ type publisher struct {
 	speak     *speakFor
 	federated func() bool // there are relays to wait for (bootstrap peers, or relays in the directory)
 	isRelay   func(peer.ID) bool
-	rate      *originRate
+	good      func(peer.ID) bool // standing.good
+	rate      originRate
 	recv      Receiver // set by start, before the goroutines
 	started   atomic.Bool
 	q         chan []byte
@@ -41,7 +42,7 @@ type publisher struct {
 	joined  chan struct{}        // kicked when one joins (awaitTopicPeers)
 }
 
-func newPublisher(parent context.Context, c core, g *gossip, speak *speakFor, federated func() bool, isRelay func(peer.ID) bool) *publisher {
+func newPublisher(parent context.Context, c core, g *gossip, speak *speakFor, federated func() bool, isRelay, good func(peer.ID) bool) *publisher {
 	return &publisher{
 		core:      c,
 		routines:  newRoutines(parent),
@@ -49,6 +50,7 @@ func newPublisher(parent context.Context, c core, g *gossip, speak *speakFor, fe
 		speak:     speak,
 		federated: federated,
 		isRelay:   isRelay,
+		good:      good,
 		rate:      newOriginRate(c.cfg),
 		q:         make(chan []byte, c.cfg.Publish.QueueSize),
 		peers:     map[peer.ID]struct{}{},
@@ -244,6 +246,12 @@ func (p *publisher) validate(ctx context.Context, src peer.ID, m *pubsub.Message
 		return pubsub.ValidationAccept // our own publish, checked in broadcast
 	}
 	envs, reason := checkBroadcast(m.GetData(), p.cfg.MaxMessageSize)
+	if reason == "too_large" && p.isRelay(src) && p.good(src) {
+		// A relay in good standing with a larger --max-message-size: a
+		// configuration mismatch, not hostility. Ignored, not penalised.
+		p.m.validated("broadcast", pubsub.ValidationIgnore, reason)
+		return pubsub.ValidationIgnore
+	}
 	if reason != "" {
 		p.m.validated("broadcast", pubsub.ValidationReject, reason)
 		p.log.Debug("broadcast rejected", "remote", src.String(), "reason", reason)

@@ -46,6 +46,9 @@ func (c Config) validate() error {
 	if c.Gossip.OriginRate <= 0 {
 		bad("gossip-origin-rate", "%v: must be positive", c.Gossip.OriginRate)
 	}
+	if c.Gossip.PeerRate <= 0 {
+		bad("gossip-peer-rate", "%v: must be positive", c.Gossip.PeerRate)
+	}
 	if c.Gossip.OriginBurst < maxBatchMessages {
 		bad("gossip-origin-burst", "%d: at least %d (a whole batch)", c.Gossip.OriginBurst, maxBatchMessages)
 	}
@@ -114,6 +117,9 @@ func (c Config) validate() error {
 	}
 	if c.Discovery.DHTAdvertiseInterval < time.Second {
 		bad("dht-advertise-interval", "%v: at least 1s", c.Discovery.DHTAdvertiseInterval)
+	}
+	if !c.Gossip.Sign && c.Private.SwarmKey == "" && len(c.Private.AllowPeers) == 0 {
+		bad("gossip-sign", "=false needs a private federation (--swarm-key or --allow-peer): unsigned gossip is unauthenticated, so on an open federation anyone could rewrite presence and speak for any node")
 	}
 	if c.Private.AllowRelayClients && len(c.Private.AllowPeers) == 0 {
 		bad("allow-relay-clients", "is only meaningful with --allow-peer")

@@ -130,6 +130,7 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.boolean("allow-private-addrs", &n.Presence.AllowPrivateAddrs, "dial loopback, private and link-local addresses other relays announce in presence (a federation on one host or LAN); default: drop them")
 	f.rate("gossip-origin-rate", &n.Gossip.OriginRate, "broadcasts per second one origin (a relay, or the peer that hands us a plain peer's messages) may push into the federation; more are ignored")
 	f.num("gossip-origin-burst", &n.Gossip.OriginBurst, "burst of broadcasts above --gossip-origin-rate per origin (at least 1024, a whole batch)")
+	f.rate("gossip-peer-rate", &n.Gossip.PeerRate, "gossip messages per second one peer may hand this relay for validation (a batch is one); more are dropped unvalidated")
 	f.boolean("dht", &n.Discovery.EnableDHT, "join the federation DHT (/gsio/kad/1.0.0) through the bootstrap relays, advertise this relay at the network's rendezvous and connect to the relays found there")
 
 	f.cat = "NAT traversal"

@@ -1,6 +1,7 @@
 package adversary
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -92,4 +93,31 @@ func (p *Probe) Stop() {
 	<-p.done
 	p.After = Take(true)
 	p.observe(p.After)
+}
+
+// Header is the report's header line.
+const Header = "attack               | honest      | attacker's penalty               | goroutines/heap/FDs: before, peak, after"
+
+// Line formats one attack's line of the report (Header): the honest
+// delivery during the attack, the penalty the relays gave the attacker
+// (how long until it was graylisted or disconnected, or why it was not),
+// and the process's goroutines/heap/FDs before, at the peak of and after
+// it.
+func Line(attack, honest, penalty string, p *Probe) string {
+	return fmt.Sprintf("%-20s | %-11s | %-32s | %-13s %-14s %s", attack, honest, penalty, p.Before, p.Peak(), p.After)
+}
+
+// Report appends line to the file named by GSIO_ADVERSARY_REPORT (make
+// adversary), if set.
+func Report(line string) error {
+	f := os.Getenv("GSIO_ADVERSARY_REPORT")
+	if f == "" {
+		return nil
+	}
+	fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(fh, line)
+	return errors.Join(err, fh.Close())
 }
