@@ -4,6 +4,10 @@ import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
+// AppendString appends s to dst as a JSON string, as the relay encodes
+// every string of the messages it builds (appendJSONString).
+func AppendString(dst []byte, s string) []byte { return appendJSONString(dst, s) }
+
 // appendJSONString appends s to dst as a JSON string (RFC 8259): '"' and
 // '\\' are escaped, control characters become \n, \r, \t, \b, \f or \u00XX,
 // and each byte of s that is not part of valid UTF-8 becomes \ufffd. All

@@ -106,9 +106,12 @@ func newNode(t testing.TB, name string, mod func(*Config)) *tnode {
 	return startNode(t, name, cfg)
 }
 
-func startNode(t testing.TB, name string, cfg Config) *tnode {
+// startNode starts a Node with cfg and the test logger and gossip
+// parameters, then opts.
+func startNode(t testing.TB, name string, cfg Config, opts ...Option) *tnode {
 	t.Helper()
-	n, err := New(context.Background(), cfg, WithLogger(testutil.Logger().With("name", name)), WithGossipSubParams(testutil.FastGossip()))
+	opts = append([]Option{WithLogger(testutil.Logger().With("name", name)), WithGossipSubParams(testutil.FastGossip())}, opts...)
+	n, err := New(context.Background(), cfg, opts...)
 	if err != nil {
 		t.Fatalf("New %s: %v", name, err)
 	}

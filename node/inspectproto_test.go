@@ -33,18 +33,8 @@ func newCountingNode(t testing.TB, name string, mod func(*Config)) *tnode {
 		n := k.Add(1)
 		return Counters{MessagesIn: 10 * n, MessagesOut: 20 * n, Errors: n}
 	}
-	n, err := New(context.Background(), cfg, WithLogger(testutil.Logger().With("name", name)),
-		WithGossipSubParams(testutil.FastGossip()), WithCounters(count), WithVersion("v-"+name),
+	return startNode(t, name, cfg, WithCounters(count), WithVersion("v-"+name),
 		WithHistoryState(func() any { return map[string]int{"held": 7} }))
-	if err != nil {
-		t.Fatalf("New %s: %v", name, err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	rec := &recorder{}
-	if err := n.Start(rec); err != nil {
-		t.Fatalf("Start %s: %v", name, err)
-	}
-	return &tnode{Node: n, rec: rec, name: name}
 }
 
 // waitRelays waits until each node's directory lists every other one.

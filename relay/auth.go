@@ -252,7 +252,7 @@ func (r *Router) bindToken(s *Session, want, token string) bool {
 func (r *Router) authOK(s *Session) {
 	p := make([]byte, 0, 16+len(s.nodeID))
 	p = append(p, `{"node_id":`...)
-	p = append(p, jsonString(s.nodeID)...)
+	p = message.AppendString(p, s.nodeID)
 	p = append(p, '}')
 	r.sendRelay(s, message.TypeRelayAuthOk, s.nodeID, p)
 }
@@ -269,10 +269,4 @@ func (r *Router) sendRelay(s *Session, typ, to string, payload []byte) {
 	}
 	s.out.Add(1)
 	r.metrics.countOut(typ, RouteLocal, len(b), 1)
-}
-
-// jsonString encodes s as a JSON string.
-func jsonString(s string) []byte {
-	b, _ := json.Marshal(s)
-	return b
 }

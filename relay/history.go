@@ -177,7 +177,7 @@ func (r *Router) pace(s *Session, deadline time.Time) error {
 func historyEnd(ref string, res history.Result) []byte {
 	p := make([]byte, 0, 128)
 	p = append(p, `{"ref":`...)
-	p = append(p, jsonString(ref)...)
+	p = message.AppendString(p, ref)
 	p = append(p, `,"count":`...)
 	p = strconv.AppendInt(p, int64(res.Count), 10)
 	p = append(p, `,"complete":`...)

@@ -32,7 +32,7 @@ const (
 // mailboxes is the router's mailbox state. Its goroutine (poll) is
 // started with the first kept message and ended by Router.Close.
 type mailboxes struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	boxes   map[string][]kept    // by recipient, in the order sent
 	bytes   int                  // of all kept frames
 	seen    map[string]time.Time // node id -> last seen connected anywhere
@@ -46,9 +46,17 @@ type kept struct {
 	at  time.Time
 }
 
-// sawNode records that id was connected (a bind, a leave, presence).
+// sawNode records that id was connected (a bind, a leave, presence, a
+// direct message routed to it). It is on the direct-message path: a
+// sighting fresher than one poll is left alone under the read lock.
 func (r *Router) sawNode(id string, now time.Time) {
 	m := &r.mail
+	m.mu.RLock()
+	t, ok := m.seen[id]
+	m.mu.RUnlock()
+	if ok && now.Sub(t) < mailboxPoll {
+		return
+	}
 	m.mu.Lock()
 	if m.seen == nil {
 		m.seen = map[string]time.Time{}
