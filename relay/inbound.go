@@ -143,7 +143,11 @@ func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
 		return
 	}
 	if r.mesh != nil && r.mesh.Direct(env) {
-		r.sawNode(env.Recipient, r.now()) // held somewhere: it may get a mailbox later
+		now := r.now()
+		r.sawNode(env.Recipient, now) // held somewhere: it may get a mailbox later
+		if r.cfg.MailboxMax > 0 {
+			r.inflight.add(env, f, now) // a NACK puts it in the mailbox (inflight.go)
+		}
 		r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)
 		return
 	}

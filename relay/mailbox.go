@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -72,6 +73,13 @@ func (r *Router) sawNode(id string, now time.Time) {
 // CodeRecipientUnknown when the recipient was not seen within MailboxTTL
 // (or mailboxes are off).
 func (r *Router) keep(env *message.Envelope, f *wsframe.Frame) string {
+	return r.keepAt(env, f, r.now())
+}
+
+// keepAt is keep for a message its sender's relay took at sent: a message
+// that comes back from the mesh (a NACK) takes its place in the mailbox by
+// that time, before messages kept after it was sent.
+func (r *Router) keepAt(env *message.Envelope, f *wsframe.Frame, sent time.Time) string {
 	if r.cfg.MailboxMax <= 0 {
 		return message.CodeRecipientUnknown
 	}
@@ -89,7 +97,11 @@ func (r *Router) keep(env *message.Envelope, f *wsframe.Frame) string {
 	if m.boxes == nil {
 		m.boxes = map[string][]kept{}
 	}
-	m.boxes[env.Recipient] = append(box, kept{env: *env, f: f, at: now})
+	i := len(box)
+	for i > 0 && box[i-1].at.After(sent) {
+		i--
+	}
+	m.boxes[env.Recipient] = slices.Insert(box, i, kept{env: *env, f: f, at: sent})
 	m.bytes += f.Len()
 	r.metrics.MailboxKept.Set(float64(m.bytes))
 	if !m.running {

@@ -36,12 +36,37 @@ func (r *Router) Deliver(env *message.Envelope) {
 	}
 }
 
-// Undeliverable tells a local sender that its direct message found no
-// recipient at the relay it was routed to.
+// Undeliverable is the mesh saying that a direct message found no
+// recipient at the relay it was routed to. A message still in flight
+// (inflight.go) goes to the recipient's mailbox, as if the recipient had
+// been gone when it was sent; otherwise, or when the mailbox refuses it,
+// its local sender is told.
 func (r *Router) Undeliverable(sender, messageID, recipient string) {
+	code := message.CodeRecipientUnknown
+	if m := r.inflight.take(sender, messageID, r.now()); m != nil {
+		if to := r.local(m.env.Recipient); to != nil {
+			// It bound here meanwhile.
+			if r.send(to, m.f) {
+				r.metrics.countOut(m.env.Type, RouteLocal, len(m.env.Raw), 1)
+			}
+			return
+		}
+		if code = r.keepAt(&m.env, m.f, m.at); code == "" {
+			r.metrics.MailboxIn.Inc()
+			return
+		}
+	}
 	r.dedup.Remove(dedupKey{sender, messageID})
+	if code == CodeMailboxFull {
+		r.metrics.drop(DropMailboxFull)
+	}
 	s := r.local(sender)
 	if s == nil {
+		return
+	}
+	if code == CodeMailboxFull {
+		r.sendError(s, sender, CodeMailboxFull,
+			"the mailbox of "+quote(recipient)+" is full; retry later", messageID)
 		return
 	}
 	r.sendError(s, sender, message.CodeRecipientUnknown,

@@ -135,10 +135,11 @@ type Router struct {
 	hist        History               // nil: no history
 	now         func() time.Time
 
-	mail   mailboxes // mailbox.go
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // the mailbox goroutine
+	mail     mailboxes // mailbox.go
+	inflight inflight  // direct messages sent to other relays (inflight.go)
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the mailbox goroutine
 
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id

@@ -313,6 +313,9 @@ type memMesh struct {
 	routers []*Router
 	self    int
 	joined  []string // NodeJoined/NodeLeft calls, "+id" / "-id"
+	// stale: recipients Direct claims to route (a directory a presence
+	// delta behind) without delivering them anywhere.
+	stale map[string]bool
 }
 
 type memFed struct{ meshes []*memMesh }
@@ -353,6 +356,12 @@ func (m *memMesh) Broadcast(env *message.Envelope) error {
 }
 
 func (m *memMesh) Direct(env *message.Envelope) bool {
+	m.mu.Lock()
+	stale := m.stale[env.Recipient]
+	m.mu.Unlock()
+	if stale {
+		return true
+	}
 	for _, r := range m.others() {
 		if slices.Contains(r.LocalNodes(), env.Recipient) {
 			e, _ := message.Parse(slices.Clone(env.Raw))
@@ -411,6 +420,67 @@ func TestRouterAcrossMesh(t *testing.T) {
 	errorCode(t, b.expectOne(t, message.TypeRelayError), message.CodeRecipientUnknown, "d2")
 	rs[1].Undeliverable("b", "d3", "gone")
 	errorCode(t, b.expectOne(t, message.TypeRelayError), message.CodeRecipientUnknown, "d3")
+}
+
+// TestRouterNACKToMailbox: a direct message routed by a stale directory
+// to a relay its recipient has just left comes back as Undeliverable (the
+// NACK); it goes to the mailbox in the order it was sent, before a message
+// kept after it, and its sender hears nothing. A NACK for a message no
+// longer in flight still gets recipient_unknown.
+func TestRouterNACKToMailbox(t *testing.T) {
+	rs, fed := newFed(t, 2)
+	b := open(t, rs[1], "node_id=b")
+	x := open(t, rs[0], "node_id=x")
+	b.send("EntryRequest", "d0", "b", "x", `{}`) // rs[1] sees x connected
+	x.expectOne(t, "EntryRequest")
+	x.session.Closed()
+	fed.meshes[1].stale = map[string]bool{"x": true}
+	b.send("EntryRequest", "d1", "b", "x", `{}`) // in flight to where x was
+	fed.meshes[1].mu.Lock()
+	fed.meshes[1].stale = nil
+	fed.meshes[1].mu.Unlock()
+	b.send("EntryRequest", "d2", "b", "x", `{}`) // kept at once: x is nowhere
+	if n := rs[1].inflight.len(); n != 2 {
+		t.Fatalf("in flight: %d messages, want 2 (d0, d1)", n)
+	}
+	rs[1].Undeliverable("b", "d1", "x") // the NACK
+	b.expectNone(t)
+	if n := rs[1].inflight.len(); n != 1 {
+		t.Fatalf("in flight after the NACK: %d, want 1 (d0)", n)
+	}
+	x2 := open(t, rs[1], "node_id=x")
+	ms := x2.take(t)
+	if len(ms) != 2 || ms[0].ID != "d1" || ms[1].ID != "d2" {
+		t.Fatalf("x at its bind got %+v, want d1 then d2", ms)
+	}
+	rs[1].Undeliverable("b", "d1", "x") // a second NACK: no longer in flight
+	errorCode(t, b.expectOne(t, message.TypeRelayError), message.CodeRecipientUnknown, "d1")
+}
+
+// TestRouterNACKMailboxFull: a NACKed message that finds the mailbox full
+// gets its sender mailbox_full.
+func TestRouterNACKMailboxFull(t *testing.T) {
+	f := &memFed{}
+	rs := make([]*Router, 2)
+	for i := range rs {
+		m := &memMesh{self: i}
+		f.meshes = append(f.meshes, m)
+		rs[i] = newRouter(t, m, func(c *Config) { c.MailboxMax = 1 })
+	}
+	for _, m := range f.meshes {
+		m.routers = rs
+	}
+	b := open(t, rs[1], "node_id=b")
+	x := open(t, rs[0], "node_id=x")
+	b.send("EntryRequest", "d0", "b", "x", `{}`)
+	x.expectOne(t, "EntryRequest")
+	x.session.Closed()
+	f.meshes[1].stale = map[string]bool{"x": true}
+	b.send("EntryRequest", "d1", "b", "x", `{}`)
+	b.send("EntryRequest", "d2", "b", "x", `{}`)
+	rs[1].Undeliverable("b", "d1", "x")
+	rs[1].Undeliverable("b", "d2", "x")
+	errorCode(t, b.expectOne(t, message.TypeRelayError), CodeMailboxFull, "d2")
 }
 
 func TestRouterNodeListBounded(t *testing.T) {
