@@ -55,6 +55,11 @@ type Client struct {
 	highTS atomic.Int64 // highest ts delivered
 	heard  atomic.Int64 // local unix ms of the last frame or pong heard live
 
+	// Catch-up of a cut replay (catchup.go).
+	gapFrom  atomic.Int64 // unix ms where what was not fetched yet starts; 0: none
+	catching atomic.Bool  // the catch-up goroutine runs
+	catchWG  sync.WaitGroup
+
 	mu      sync.Mutex
 	sess    *session      // the bound connection, nil between connections
 	slow    bool          // waiting for the reader to empty Messages()
@@ -196,6 +201,8 @@ func (c *Client) Stats() Stats {
 func (c *Client) run() {
 	defer c.wg.Done()
 	c.err = c.loop() // returned by Err, not logged
+	c.cancel()       // ends a catch-up, which may be sending to msgs
+	c.catchWG.Wait()
 	close(c.msgs)
 	close(c.done)
 }
@@ -426,5 +433,9 @@ func (c *Client) since() int64 {
 		}
 		return c.cfg.Since.UnixMilli()
 	}
-	return max(c.resumeAt-c.cfg.ResumeMargin.Milliseconds(), 1)
+	since := max(c.resumeAt-c.cfg.ResumeMargin.Milliseconds(), 1)
+	if gap := c.gapFrom.Load(); gap > 0 && gap < since {
+		since = gap // a cut replay not yet caught up (catchup.go)
+	}
+	return since
 }

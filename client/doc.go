@@ -26,8 +26,12 @@
 // last heard live (a frame, a ping or a pong), less ResumeMargin. Every
 // node's message is filtered by (sender_id, message_id) in a bounded set
 // (internal/ttlset), so replays, multi-homed senders and resumed overlaps
-// are delivered once. History sends a HistoryRequest and collects the
-// answer until the RelayHistoryEnd that refers to it.
+// are delivered once. A replay longer than one relay answer (10,000
+// broadcasts) is continued with History calls until nothing is missing;
+// those messages come after the live ones that arrived meanwhile, and a
+// reconnection before the end resumes from where the fetching stopped.
+// History sends a HistoryRequest and collects the answer until the
+// RelayHistoryEnd that refers to it.
 //
 // Slow readers. Messages() holds Config.Buffer messages and never more.
 // When it is full the client neither blocks its connection (which would
@@ -45,7 +49,8 @@
 // Goroutines. The client runs one goroutine for its connections (Dial to
 // Close), and each connection a reader (the handshake, then every frame
 // into Messages) and a writer (every frame out, pings), both stopped and
-// waited for before the next connection starts. Close cancels the
+// waited for before the next connection starts; while a cut replay is
+// fetched, one catch-up goroutine (catchup.go). Close cancels the
 // client's context, sends the relay a close frame, waits for all of them
 // and closes Messages(). Shared state: Client.mu guards the current
 // connection and the bound id; session.mu a connection's History call and
@@ -53,6 +58,7 @@
 //
 // Files: client.go (Client, the connection loop, failover), session.go
 // (one connection: dial, handshake, reader, writer), inbound.go (what the
-// reader does with a frame), send.go (Send, History), token.go (node
+// reader does with a frame), send.go (Send, History), catchup.go (the
+// rest of a cut replay), token.go (node
 // tokens), message.go (Message and the typed helpers), config.go.
 package client

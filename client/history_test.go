@@ -102,3 +102,41 @@ func TestResumeAfterSlowReaderLosesNothing(t *testing.T) {
 	expect(t, c, TypeEntryAnnounce, "last")
 	none(t, c)
 }
+
+// TestResumeLongerThanOneAnswer: a since_ms replay of more broadcasts than
+// one relay answer holds (10,000) is cut; the client fetches the rest with
+// History calls and delivers every broadcast once.
+func TestResumeLongerThanOneAnswer(t *testing.T) {
+	store := testnet.OpenHistory(t)
+	r := testnet.StartStandalone(t, func(c *relay.Config) { c.RateLimit, c.RateBurst = 1e6, 1e6 }, nil, relay.WithHistory(store))
+	p := peer(t, r.URL, "node-b")
+	bound(t, r.Router, "node-b")
+	start := time.Now()
+	const n = 12_500 // over MaxHistoryLimit
+	for i := range n {
+		p.Send(TypeEntryAnnounce, fmt.Sprint("m", i), "", "")
+	}
+	testutil.Eventually(t, wait, func() bool { return store.Stats().Count >= n }, "every broadcast stored")
+	cfg := testConfig("node-a", r.URL)
+	cfg.Resume, cfg.Since, cfg.Buffer = true, start, 1024
+	c := dial(t, cfg)
+	seen := map[string]bool{}
+	for len(seen) < n {
+		var m Message
+		select {
+		case m = <-c.Messages():
+		case <-time.After(wait):
+			t.Fatalf("%d of %d arrived; gap at %d, stats %+v", len(seen), n, c.gapFrom.Load(), c.Stats())
+		}
+		if m.Type != TypeEntryAnnounce || seen[m.ID] {
+			t.Fatalf("after %d: got %s %q (type or a repeat)", len(seen), m.Type, m.ID)
+		}
+		seen[m.ID] = true
+	}
+	p.Send(TypeEntryAnnounce, "live", "", "")
+	expect(t, c, TypeEntryAnnounce, "live")
+	none(t, c)
+	if g := c.gapFrom.Load(); g != 0 {
+		t.Fatalf("gap still open at %d after everything arrived", g)
+	}
+}

@@ -134,6 +134,7 @@ type historyCall struct {
 	ref          string
 	since, until int64 // until 0: no bound
 	limit        int
+	catchUp      bool          // its answer goes to Messages() through the duplicate filter
 	done         chan struct{} // closed by finish
 
 	// Written by the session reader under session.mu until done is
@@ -178,7 +179,7 @@ func (s *session) historyFrame(m Message) bool {
 		return false
 	}
 	h.msgs = append(h.msgs, m)
-	if m.ID != "" {
+	if m.ID != "" && !h.catchUp {
 		s.c.seen.Add(dedupKey{m.Sender, m.ID})
 	}
 	return true
@@ -194,7 +195,10 @@ func (s *session) historyEnd(m Message) {
 	if e.Ref == "" {
 		s.replaying = false
 		s.c.heard.Store(time.Now().UnixMilli())
-		s.c.log.Debug("resume replay done", "remote", s.url, "count", e.Count, "complete", e.Complete)
+		s.c.log.Debug("resume replay done", "remote", s.url, "count", e.Count, "complete", e.Complete, "next_since_ms", e.NextSinceMS)
+		if e.NextSinceMS > 0 {
+			s.c.noteCut(e.NextSinceMS) // the replay was cut: fetch the rest
+		}
 		return
 	}
 	s.mu.Lock()

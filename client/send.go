@@ -95,6 +95,12 @@ type HistoryResult struct {
 // result instead. If the connection ends first, History returns
 // ErrConnectionLost.
 func (c *Client) History(ctx context.Context, since, until time.Time, limit int) (*HistoryResult, error) {
+	return c.historyCall(ctx, since, until, limit, false)
+}
+
+// historyCall runs a History call; a catch-up call (catchup.go) leaves the
+// duplicate filter to the caller, which delivers the answer to Messages().
+func (c *Client) historyCall(ctx context.Context, since, until time.Time, limit int, catchUp bool) (*HistoryResult, error) {
 	if limit < 0 || limit > MaxHistoryLimit {
 		return nil, fmt.Errorf("history: limit %d, want 0 to %d", limit, MaxHistoryLimit)
 	}
@@ -116,7 +122,7 @@ func (c *Client) History(ctx context.Context, since, until time.Time, limit int)
 		if err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}
-		h := &historyCall{ref: message.NewID(), since: req.Since, until: req.Until, limit: limit, done: make(chan struct{})}
+		h := &historyCall{ref: message.NewID(), since: req.Since, until: req.Until, limit: limit, catchUp: catchUp, done: make(chan struct{})}
 		if h.limit == 0 {
 			h.limit = MaxHistoryLimit
 		}

@@ -1,0 +1,84 @@
+package client
+
+import (
+	"time"
+)
+
+// Catch-up: a since_ms replay is one relay answer, at most MaxHistoryLimit
+// broadcasts (SPEC section 7); when it is cut, its RelayHistoryEnd gives
+// next_since_ms and live traffic follows at once. The client then fetches
+// the rest with History calls, page by page, and puts what it did not have
+// into Messages() (after live messages that arrived meanwhile: the order
+// across the cut is not kept, nothing is lost or repeated). Until the gap
+// is filled, a reconnection resumes from its start.
+
+// gapRetry is the pause before a failed catch-up page is asked again.
+const gapRetry = 500 * time.Millisecond
+
+// noteCut records that a replay was cut at next (unix ms) and starts the
+// catch-up goroutine if it does not run. Session reader.
+func (c *Client) noteCut(next int64) {
+	for {
+		cur := c.gapFrom.Load()
+		if cur != 0 && cur <= next {
+			break
+		}
+		if c.gapFrom.CompareAndSwap(cur, next) {
+			break
+		}
+	}
+	if c.catching.CompareAndSwap(false, true) {
+		c.catchWG.Go(c.catchUp)
+	}
+}
+
+// catchUp fetches [gapFrom, now) page by page until an answer is not cut.
+func (c *Client) catchUp() {
+	defer c.catching.Store(false)
+	for c.ctx.Err() == nil {
+		from := c.gapFrom.Load()
+		if from == 0 {
+			return
+		}
+		res, err := c.historyCall(c.ctx, time.UnixMilli(from), time.Time{}, 0, true)
+		if err != nil {
+			c.log.Debug("catch-up page failed", "since_ms", from, "err", err)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(gapRetry):
+			}
+			continue
+		}
+		for _, m := range res.Messages {
+			if !c.deliverLate(m) {
+				return
+			}
+		}
+		next := int64(0)
+		if !res.NextSince.IsZero() {
+			next = res.NextSince.UnixMilli()
+		}
+		c.log.Debug("catch-up page", "since_ms", from, "count", len(res.Messages), "next_since_ms", next)
+		c.gapFrom.CompareAndSwap(from, next)
+	}
+}
+
+// deliverLate puts a fetched message into Messages() unless it was
+// delivered already, waiting for room (it is not the connection's reader,
+// so waiting stalls nothing); false once the client stops.
+func (c *Client) deliverLate(m Message) bool {
+	k := dedupKey{m.Sender, m.ID}
+	if m.ID != "" && !c.seen.Add(k) {
+		c.stats.duplicates.Add(1)
+		return true
+	}
+	c.stats.delivered.Add(1)
+	select {
+	case c.msgs <- m:
+		return true
+	case <-c.ctx.Done():
+		c.stats.delivered.Add(-1)
+		return false
+	}
+}
