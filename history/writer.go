@@ -15,6 +15,11 @@ type writerState struct {
 	key         [dataKeyLen]byte
 	val         []byte
 	loggedDrops int64
+	// high is the highest ts ever committed (at least): an entry with a
+	// later ts cannot be stored yet, and needs no duplicate lookup. A
+	// broadcast has one ts federation-wide, so live traffic, whose ts
+	// grows, skips the lookup; reconciled and reordered entries do not.
+	high int64
 }
 
 // run is the writer: the one goroutine that changes the store. It commits
@@ -28,6 +33,9 @@ func (s *Store) run() {
 	s.w.pending = make([]item, 0, s.cfg.BatchSize)
 	s.w.seen = make(map[Entry]struct{})
 	s.w.deltas = make(map[int64]bucket)
+	s.mu.Lock()
+	s.w.high = s.newest
+	s.mu.Unlock()
 	flush := time.NewTimer(time.Hour)
 	flush.Stop()
 	defer flush.Stop()
@@ -159,12 +167,14 @@ func (s *Store) writeBatch(batch []item) error {
 		s.w.seen[e] = struct{}{}
 		k := s.w.key[:]
 		putDataKey(k, it.ts, it.key)
-		if _, closer, err := s.db.Get(k); err == nil {
-			closer.Close()
-			dups++
-			continue
-		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return err
+		if it.ts <= s.w.high {
+			if _, closer, err := s.db.Get(k); err == nil {
+				closer.Close()
+				dups++
+				continue
+			} else if !errors.Is(err, pebble.ErrNotFound) {
+				return err
+			}
 		}
 		s.w.val = appendValue(s.w.val[:0], it.sender, it.frame)
 		if err := b.Set(k, s.w.val, nil); err != nil {
@@ -196,12 +206,13 @@ func (s *Store) writeBatch(batch []item) error {
 			return err
 		}
 	}
-	if err := b.Set(metaAlive, encodeInt(s.opts.clock().UnixMilli()), nil); err != nil {
-		return err
-	}
+	// No heartbeat here: the janitor's (every JanitorInterval, well
+	// within GapMargin) is enough, and a meta key in every batch would
+	// make every flushed table span the whole key space.
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
+	s.w.high = max(s.w.high, hi)
 	s.writes.Add(added.count)
 	s.mu.Lock()
 	if s.count == 0 || lo < s.oldest {

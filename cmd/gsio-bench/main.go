@@ -39,7 +39,10 @@ type config struct {
 	directRate float64
 	only       []string
 	targets    []string
-	timeout    time.Duration
+
+	resumeRate    float64       // R1: broadcasts/s
+	resumeOffline time.Duration // R1: how long the node is away
+	timeout       time.Duration
 }
 
 func main() {
@@ -99,7 +102,9 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.payload, "payload", 256, "payload `bytes` of every message")
 	fs.Float64Var(&cfg.pacedRate, "paced-rate", 5000, "msg/s of the paced fan-out variants")
 	fs.Float64Var(&cfg.directRate, "direct-rate", 10000, "msg/s in all of S3")
-	only := fs.String("only", "", "comma-separated scenarios to run (default all): hub,S1,S1-paced,S2,S2-paced,S3,S4")
+	fs.Float64Var(&cfg.resumeRate, "resume-rate", 1000, "broadcasts/s in R1")
+	fs.DurationVar(&cfg.resumeOffline, "resume-offline", 60*time.Second, "how long the node of R1 is away")
+	only := fs.String("only", "", "comma-separated scenarios to run (default all): hub,S1,S1-paced,S2,S2-paced,S3,S4,R1,L1")
 	targets := fs.String("targets", "gsio-relay,nats-server", "comma-separated targets besides the reference hub")
 	fs.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "bound of the whole run")
 	cpuProfile := fs.String("cpuprofile", "", "write the generator's own CPU profile to `file`")
@@ -204,6 +209,23 @@ func runCmd(ctx context.Context, args []string) error {
 				record(runOn(ctx, cfg, &sc, k))
 			}
 		}
+	}
+	// The history scenarios: gsio-relay only.
+	for _, h := range []struct {
+		name    string
+		servers int
+		run     func(context.Context, *config, *target) result
+	}{{"R1", 3, runResume}, {"L1", 2, runLargeDirect}} {
+		if !want(h.name) || !wantTarget(kindRelay) || ctx.Err() != nil {
+			continue
+		}
+		t, err := startRelays(cfg, strings.ToLower(h.name)+"-"+kindRelay, h.servers)
+		if err != nil {
+			record(result{Scenario: h.name, Target: kindRelay, Err: err.Error(), Load: loadAvg()})
+			continue
+		}
+		record(h.run(ctx, cfg, t))
+		t.stop()
 	}
 	env.loadEnd = loadAvg()
 	rep := report(env, results)
