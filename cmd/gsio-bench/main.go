@@ -193,7 +193,7 @@ func runCmd(ctx context.Context, args []string) error {
 		{s1p, []string{kindRelay, kindNATS}},
 		{s2, []string{kindRelay, kindNATS}},
 		{s2p, []string{kindRelay, kindNATS}},
-		{s3, []string{kindRelay}},
+		{s3, []string{kindRelay, kindNATS}},
 		{s4, []string{kindRelay, kindNATS}},
 	}
 	for _, p := range plan {

@@ -62,6 +62,7 @@ type result struct {
 	Rate      float64 `json:"delivered_per_s"`
 	P50       float64 `json:"p50_ms"`
 	P99       float64 `json:"p99_ms"`
+	P999      float64 `json:"p999_ms"`
 	Max       float64 `json:"max_ms"`
 	Seconds   float64 `json:"seconds"`
 	ServerCPU float64 `json:"server_cpu_pct"` // percent of one core, all servers
@@ -340,6 +341,7 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 	}
 	res.P50 = ms(h.quantile(0.50))
 	res.P99 = ms(h.quantile(0.99))
+	res.P999 = ms(h.quantile(0.999))
 	res.Max = ms(time.Duration(h.max))
 	var cpu time.Duration
 	for i := range after {
