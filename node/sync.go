@@ -114,8 +114,9 @@ type syncer struct {
 	recv    Receiver
 	kick    chan struct{}
 
-	mu      sync.Mutex
-	active  map[peer.ID]bool // a session runs with it
+	mu     sync.Mutex
+	active map[sessionKey]bool // a session runs with a peer in a role
+
 	backoff map[peer.ID]time.Time
 	pending map[peer.ID]pendingSync
 	inbound map[network.Stream]struct{}
@@ -125,12 +126,20 @@ type syncer struct {
 
 type pendingSync struct{ notBefore, expires time.Time }
 
+// sessionKey: a peer has at most one session with us in each role (two
+// relays that start one with each other at once both run; the second
+// finds nothing left to do).
+type sessionKey struct {
+	p       peer.ID
+	inbound bool
+}
+
 func newSyncer(parent context.Context, c core, store HistoryStore, g *gossip, dir *directory,
 	isLocal func(string) bool, isRelay, good func(peer.ID) bool) *syncer {
 	return &syncer{
 		core: c, routines: newRoutines(parent), store: store, scfg: c.cfg.Sync, g: g, dir: dir,
 		isLocal: isLocal, isRelay: isRelay, good: good, kick: make(chan struct{}, 1),
-		active: map[peer.ID]bool{}, backoff: map[peer.ID]time.Time{}, pending: map[peer.ID]pendingSync{},
+		active: map[sessionKey]bool{}, backoff: map[peer.ID]time.Time{}, pending: map[peer.ID]pendingSync{},
 		inbound: map[network.Stream]struct{}{},
 	}
 }
@@ -264,7 +273,7 @@ func (y *syncer) startPending(now time.Time) {
 		if !y.eligible(p) {
 			continue
 		}
-		if y.begin(p, now) {
+		if y.begin(p, false, now) {
 			y.mu.Lock()
 			delete(y.pending, p)
 			y.mu.Unlock()
@@ -278,28 +287,29 @@ func (y *syncer) startPeriodic() {
 	peers := y.host.Network().Peers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	for _, p := range peers {
-		if y.eligible(p) && y.begin(p, time.Now()) {
+		if y.eligible(p) && y.begin(p, false, time.Now()) {
 			y.spawn(func() { y.initiate(p) })
 			return
 		}
 	}
 }
 
-// begin claims a session slot with p: none runs with it, it is not
-// backing off, fewer than MaxSessions run.
-func (y *syncer) begin(p peer.ID, now time.Time) bool {
+// begin claims a session slot with p in a role: none runs with it in
+// that role, it is not backing off, fewer than MaxSessions run.
+func (y *syncer) begin(p peer.ID, inbound bool, now time.Time) bool {
 	y.mu.Lock()
 	defer y.mu.Unlock()
-	if y.closed || y.active[p] || len(y.active) >= y.scfg.MaxSessions || now.Before(y.backoff[p]) {
+	k := sessionKey{p, inbound}
+	if y.closed || y.active[k] || len(y.active) >= y.scfg.MaxSessions || now.Before(y.backoff[p]) {
 		return false
 	}
-	y.active[p] = true
+	y.active[k] = true
 	return true
 }
 
-func (y *syncer) end(p peer.ID) {
+func (y *syncer) end(p peer.ID, inbound bool) {
 	y.mu.Lock()
-	delete(y.active, p)
+	delete(y.active, sessionKey{p, inbound})
 	y.mu.Unlock()
 }
 
@@ -321,7 +331,7 @@ func (y *syncer) side(p peer.ID, now time.Time) syncproto.Side {
 
 // initiate runs one outbound session with p.
 func (y *syncer) initiate(p peer.ID) {
-	defer y.end(p)
+	defer y.end(p, false)
 	ctx, cancel := context.WithTimeout(y.ctx, y.scfg.Timeout)
 	defer cancel()
 	now := time.Now()
@@ -361,13 +371,13 @@ func (y *syncer) handle(st network.Stream) {
 
 // enter claims a session slot for an inbound stream.
 func (y *syncer) enter(st network.Stream, p peer.ID) bool {
-	if !y.begin(p, time.Now()) {
+	if !y.begin(p, true, time.Now()) {
 		return false
 	}
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	if y.closed {
-		delete(y.active, p)
+		delete(y.active, sessionKey{p, true})
 		return false
 	}
 	y.inbound[st] = struct{}{}
@@ -378,7 +388,7 @@ func (y *syncer) enter(st network.Stream, p peer.ID) bool {
 func (y *syncer) leave(st network.Stream, p peer.ID) {
 	y.mu.Lock()
 	delete(y.inbound, st)
-	delete(y.active, p)
+	delete(y.active, sessionKey{p, true})
 	y.mu.Unlock()
 	y.hwg.Done()
 }
@@ -418,7 +428,11 @@ func (y *syncer) finish(p peer.ID, role string, res syncproto.Result, err error,
 	case errors.As(err, &se):
 		m.syncSessions.WithLabelValues(role, "error").Inc()
 		m.syncErrors.WithLabelValues(se.Reason).Inc()
-		_ = st.Reset()
+		if se.Reason == syncproto.ReasonIO {
+			_ = st.Reset()
+		} else {
+			_ = st.Close() // after our Error frame (a reset could drop it); the deadline bounds it
+		}
 		if se.Hostile() {
 			y.setBackoff(p, syncHostileMult*y.scfg.Backoff)
 			log.Warn("sync peer cut off", "err", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/gsio-net/gsio-relay/history"
 )
@@ -442,11 +443,13 @@ func (c *conn) read() (byte, []byte, error) {
 // KiB.
 func ReadFrame(r *bufio.Reader, maxFrame int) (kind byte, body []byte, n int, err error) {
 	l, err := binary.ReadUvarint(r)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return 0, nil, 0, io.EOF
-		}
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return 0, nil, 0, io.EOF
+	case err != nil && strings.Contains(err.Error(), "overflow"):
 		return 0, nil, 0, fmt.Errorf("%w: length: %v", errMalformed, err)
+	case err != nil:
+		return 0, nil, 0, err // the stream's own (deadline, reset)
 	}
 	n = uvarintLen(l)
 	if l == 0 {
@@ -465,7 +468,7 @@ func ReadFrame(r *bufio.Reader, maxFrame int) (kind byte, body []byte, n int, er
 		buf = buf[:len(buf)+k]
 		n += k
 		if err != nil {
-			return 0, nil, n, fmt.Errorf("%w: body: %v", errMalformed, io.ErrUnexpectedEOF)
+			return 0, nil, n, fmt.Errorf("frame body: %w", err) // the stream ended or failed
 		}
 	}
 	return buf[0], buf[1:], n, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"testing"
 
@@ -36,7 +37,7 @@ func TestFrameBounds(t *testing.T) {
 	}{
 		{"zero length", []byte{0}, errMalformed},
 		{"over the limit", []byte{0x80, 0x80, 0x04}, errFrameTooLarge},
-		{"truncated", []byte{5, KindHello, 1}, errMalformed},
+		{"truncated", []byte{5, KindHello, 1}, io.ErrUnexpectedEOF},
 		{"bad varint", bytes.Repeat([]byte{0xff}, 11), errMalformed},
 	} {
 		_, _, _, err := ReadFrame(bufio.NewReader(bytes.NewReader(tc.in)), 1024)
