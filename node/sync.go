@@ -217,12 +217,7 @@ func (y *syncer) hasGaps() bool {
 
 // window is what a session compares now.
 func (y *syncer) window(now time.Time) syncproto.Window {
-	w := syncproto.Window{
-		From: max(now.Add(-y.scfg.Window).UnixMilli(), y.store.Horizon(), 0),
-		To:   now.Add(-y.scfg.Settle).UnixMilli(),
-	}
-	w.To = max(w.To, w.From)
-	return w
+	return syncproto.Propose(now, y.scfg.Window, y.scfg.Settle, y.store.Horizon())
 }
 
 // eligible: a relay of the directory, in good standing, directly

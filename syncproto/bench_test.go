@@ -15,7 +15,7 @@ import (
 
 // BenchmarkReconcile measures one session between two history stores of
 // N broadcasts (GSIO_SYNC_BENCH_N, default 1,000,000; 300-byte frames
-// spread over the last 23 hours) whose initiator lacks 0, 100 or 10,000
+// spread over [now − 23 h, now − 1 h)) whose initiator lacks 0, 100 or 10,000
 // of them, over an in-memory pipe: time, rounds and bytes both ways. The
 // initiator's Accept checks each fetched frame but does not store it, so
 // every iteration moves the same difference. Filling the stores takes
@@ -32,8 +32,6 @@ func BenchmarkReconcile(b *testing.B) {
 		n = v
 	}
 	st := benchStores(b, n)
-	now := time.Now()
-	w := Window{From: now.Add(-24 * time.Hour).UnixMilli(), To: now.Add(-time.Second).UnixMilli()}
 	for _, tc := range []struct {
 		missing int
 		lacking *history.Store
@@ -52,6 +50,7 @@ func BenchmarkReconcile(b *testing.B) {
 					fetched++
 					return nil
 				}
+				w := Propose(time.Now(), 24*time.Hour, 5*time.Second, tc.lacking.Horizon())
 				ra, _, ea, eb := reconcile(b, ini, side(st.full, l), w)
 				if ea != nil || eb != nil {
 					b.Fatalf("%v / %v", ea, eb)
@@ -101,7 +100,7 @@ func benchStores(b *testing.B, n int) benchSet {
 			skip100[rng.IntN(n)] = true
 		}
 		start := time.Now().Add(-23 * time.Hour).UnixMilli()
-		step := float64(23*time.Hour/time.Millisecond) / float64(n)
+		step := float64(22*time.Hour/time.Millisecond) / float64(n) // up to an hour ago
 		pad := strings.Repeat("x", 200)
 		t0 := time.Now()
 		for i := range n {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/gsio-net/gsio-relay/history"
 )
@@ -239,6 +240,19 @@ func wrapStore(err error) error {
 		return nil
 	}
 	return &Error{Reason: ReasonStore, Err: err}
+}
+
+// Propose is the window an initiator proposes at now: from now − window
+// (plus 2 s, rounded up to a whole second, so that a responder whose
+// retention horizon moved on a moment later, or whose clock is a little
+// ahead, does not cut it, which would cost a round) or its own horizon,
+// to now − settle.
+func Propose(now time.Time, window, settle time.Duration, horizon int64) Window {
+	from := now.Add(-window+2*time.Second).UnixMilli()
+	from = (from + 999) / 1000 * 1000
+	w := Window{From: max(from, horizon, 0), To: now.Add(-settle).UnixMilli()}
+	w.To = max(w.To, w.From)
+	return w
 }
 
 // ---- initiator ----
