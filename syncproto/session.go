@@ -248,7 +248,7 @@ func wrapStore(err error) error {
 // ahead, does not cut it, which would cost a round) or its own horizon,
 // to now − settle.
 func Propose(now time.Time, window, settle time.Duration, horizon int64) Window {
-	from := now.Add(-window+2*time.Second).UnixMilli()
+	from := now.Add(-window + 2*time.Second).UnixMilli()
 	from = (from + 999) / 1000 * 1000
 	w := Window{From: max(from, horizon, 0), To: now.Add(-settle).UnixMilli()}
 	w.To = max(w.To, w.From)
