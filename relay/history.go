@@ -103,7 +103,7 @@ func (r *Router) answerHistory(s *Session, env *message.Envelope) {
 	if s.histories == nil {
 		s.histories = rate.NewLimiter(2, 4)
 	}
-	if !s.histories.Allow() {
+	if !s.histories.AllowN(r.now(), 1) {
 		r.refuse(s, env, DropRateLimited, message.CodeRateLimited,
 			"HistoryRequest is answered at most 2 times a second")
 		return
