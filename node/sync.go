@@ -231,6 +231,14 @@ func (y *syncer) eligible(p peer.ID) bool {
 	return y.isRelay(p) && y.good(p) && y.g.directlyConnected(p)
 }
 
+// speaksSync reports false for a peer that identify says does not speak
+// SyncProtocol (a relay run with --history=false or --sync=false, an
+// older one): no session is started with it.
+func (y *syncer) speaksSync(p peer.ID) bool {
+	protos, err := y.host.Peerstore().GetProtocols(p)
+	return err != nil || len(protos) == 0 || slices.Contains(protos, SyncProtocol)
+}
+
 // loop starts the pending sessions whose peer is eligible, and the
 // periodic one.
 func (y *syncer) loop() {
@@ -270,7 +278,7 @@ func (y *syncer) startPending(now time.Time) {
 	}
 	y.mu.Unlock()
 	for _, p := range ready {
-		if !y.eligible(p) {
+		if !y.eligible(p) || !y.speaksSync(p) {
 			continue
 		}
 		if y.begin(p, false, now) {
@@ -287,7 +295,7 @@ func (y *syncer) startPeriodic() {
 	peers := y.host.Network().Peers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	for _, p := range peers {
-		if y.eligible(p) && y.begin(p, false, time.Now()) {
+		if y.eligible(p) && y.speaksSync(p) && y.begin(p, false, time.Now()) {
 			y.spawn(func() { y.initiate(p) })
 			return
 		}

@@ -139,28 +139,44 @@ func (s *session) budget() error {
 	return nil
 }
 
-// recv reads the next frame, which must be of kind want (an Error frame
-// ends the session as refused).
-func (s *session) recv(want byte) ([]byte, error) {
+// next reads the next frame and counts it against the byte budget and
+// the rounds; an Error frame ends the session as refused.
+func (s *session) next() (byte, []byte, error) {
 	kind, body, err := s.c.read()
 	switch {
 	case errors.Is(err, errFrameTooLarge):
-		return nil, &Error{Reason: ReasonTooLarge, Err: err}
+		return 0, nil, &Error{Reason: ReasonTooLarge, Err: err}
 	case errors.Is(err, errMalformed):
-		return nil, &Error{Reason: ReasonProtocol, Err: err}
+		return 0, nil, &Error{Reason: ReasonProtocol, Err: err}
 	case err != nil:
-		return nil, &Error{Reason: ReasonIO, Err: err}
+		return 0, nil, &Error{Reason: ReasonIO, Err: err}
 	}
 	if err := s.budget(); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if kind == KindError {
-		return nil, fail(ReasonRefused, "peer: %q", string(body[:min(len(body), maxReason)]))
+		return 0, nil, fail(ReasonRefused, "peer: %q", string(body[:min(len(body), maxReason)]))
 	}
-	if kind != want {
-		return nil, fail(ReasonProtocol, "frame kind %#x, want %#x", kind, want)
+	if err := s.round(); err != nil {
+		return 0, nil, err
 	}
-	return body, nil
+	return kind, body, nil
+}
+
+// exchange sends a request and reads its answer, which must be of kind
+// want.
+func (s *session) exchange(kind byte, body []byte, want byte) ([]byte, error) {
+	if err := s.send(kind, body); err != nil {
+		return nil, err
+	}
+	got, answer, err := s.next()
+	if err != nil {
+		return nil, err
+	}
+	if got != want {
+		return nil, fail(ReasonProtocol, "frame kind %#x, want %#x", got, want)
+	}
+	return answer, nil
 }
 
 // round counts one exchange.
@@ -284,14 +300,8 @@ func (s *initiator) run(p Window) error {
 		return wrapStore(err)
 	}
 	hello := Hello{Version: Version, Window: p, Horizon: s.side.Horizon, Gaps: gapsIn(s.side.Gaps, p), Count: n, FP: fp}
-	if err := s.send(KindHello, EncodeHello(hello)); err != nil {
-		return err
-	}
-	body, err := s.recv(KindHello)
+	body, err := s.exchange(KindHello, EncodeHello(hello), KindHello)
 	if err != nil {
-		return err
-	}
-	if err := s.round(); err != nil {
 		return err
 	}
 	h, err := DecodeHello(body)
@@ -349,10 +359,7 @@ func (s *initiator) run(p Window) error {
 	if err != nil {
 		return err
 	}
-	if err := s.send(KindDone, EncodeDone(ours)); err != nil {
-		return err
-	}
-	body, err = s.recv(KindDone)
+	body, err = s.exchange(KindDone, EncodeDone(ours), KindDone)
 	if err != nil {
 		return err
 	}
@@ -360,7 +367,6 @@ func (s *initiator) run(p Window) error {
 	if err != nil {
 		return &Error{Reason: ReasonProtocol, Err: err}
 	}
-	_ = s.round()
 	s.res.Reconciled = theirs == ours
 	return nil
 }
@@ -377,14 +383,8 @@ func (s *initiator) compare(batch []Window) ([]Window, error) {
 		}
 		rs[i] = Range{Window: w, Count: n, FP: fp}
 	}
-	if err := s.send(KindRanges, EncodeRanges(rs)); err != nil {
-		return nil, err
-	}
-	body, err := s.recv(KindVerdicts)
+	body, err := s.exchange(KindRanges, EncodeRanges(rs), KindVerdicts)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.round(); err != nil {
 		return nil, err
 	}
 	vs, err := DecodeVerdicts(body, len(rs), s.l.DenseKeys)
@@ -488,14 +488,8 @@ func (s *initiator) diff(ours, theirs []history.Entry) {
 func (s *initiator) transfer() error {
 	for len(s.need) > 0 {
 		chunk := s.need[:min(len(s.need), s.l.MaxKeysPerFrame)]
-		if err := s.send(KindFetch, EncodeKeys(chunk)); err != nil {
-			return err
-		}
-		body, err := s.recv(KindMsgs)
+		body, err := s.exchange(KindFetch, EncodeKeys(chunk), KindMsgs)
 		if err != nil {
-			return err
-		}
-		if err := s.round(); err != nil {
 			return err
 		}
 		fs, err := DecodeFrames(body, len(chunk))
@@ -544,14 +538,8 @@ func (s *initiator) transfer() error {
 		if len(fs) == 0 {
 			continue
 		}
-		if err := s.send(KindPush, EncodeFrames(fs)); err != nil {
-			return err
-		}
-		body, err := s.recv(KindAck)
+		body, err := s.exchange(KindPush, EncodeFrames(fs), KindAck)
 		if err != nil {
-			return err
-		}
-		if err := s.round(); err != nil {
 			return err
 		}
 		n, err := DecodeCount(body)
@@ -613,12 +601,12 @@ func Respond(rw io.ReadWriter, side Side) (Result, error) {
 type responder struct{ *session }
 
 func (s *responder) run() error {
-	body, err := s.recv(KindHello)
+	kind, body, err := s.next()
 	if err != nil {
 		return err
 	}
-	if err := s.round(); err != nil {
-		return err
+	if kind != KindHello {
+		return fail(ReasonProtocol, "frame kind %#x, want Hello", kind)
 	}
 	h, err := DecodeHello(body)
 	if err != nil {
@@ -653,19 +641,8 @@ func (s *responder) run() error {
 		return err
 	}
 	for {
-		kind, body, err := s.c.read()
-		switch {
-		case errors.Is(err, errFrameTooLarge):
-			return &Error{Reason: ReasonTooLarge, Err: err}
-		case errors.Is(err, errMalformed):
-			return &Error{Reason: ReasonProtocol, Err: err}
-		case err != nil:
-			return &Error{Reason: ReasonIO, Err: fmt.Errorf("before Done: %w", err)}
-		}
-		if err := s.budget(); err != nil {
-			return err
-		}
-		if err := s.round(); err != nil {
+		kind, body, err := s.next()
+		if err != nil {
 			return err
 		}
 		switch kind {
@@ -677,8 +654,6 @@ func (s *responder) run() error {
 			err = s.push(body)
 		case KindDone:
 			return s.done(body)
-		case KindError:
-			return fail(ReasonRefused, "peer: %q", string(body[:min(len(body), maxReason)]))
 		default:
 			err = fail(ReasonProtocol, "frame kind %#x", kind)
 		}

@@ -147,6 +147,7 @@ func TestAdversarySync(t *testing.T) {
 	h := testnet.StartHarness(t, 2, testnet.Full, testnet.WithAdmin(), testnet.WithNodeConfig(func(_ int, c *node.Config) {
 		c.Sync.Interval = 500 * time.Millisecond
 		c.Sync.Limits.MaxRounds = 64
+		c.Sync.Limits.MaxRanges = 8192
 	}))
 	r := h.Relays[0]
 
@@ -281,7 +282,7 @@ func TestAdversarySync(t *testing.T) {
 			}
 			return nil
 		}))
-		testnet.Eventually(t, 20*time.Second, "the relay to cut off the endless splitter", func() bool {
+		testnet.Eventually(t, time.Minute, "the relay to cut off the endless splitter", func() bool {
 			return syncErrors(t, r, syncproto.ReasonRounds)+syncErrors(t, r, syncproto.ReasonLie)+syncErrors(t, r, syncproto.ReasonRanges) > before
 		})
 	})
@@ -294,7 +295,7 @@ func TestAdversarySync(t *testing.T) {
 			}
 			return nil
 		}))
-		testnet.Eventually(t, 20*time.Second, "the relay to refuse the huge answer", func() bool {
+		testnet.Eventually(t, time.Minute, "the relay to refuse the huge answer", func() bool {
 			return syncErrors(t, r, syncproto.ReasonTooLarge) > before
 		})
 	})
@@ -330,7 +331,7 @@ func TestAdversarySync(t *testing.T) {
 			}
 			return nil
 		}))
-		testnet.Eventually(t, 20*time.Second, "the relay to refuse the wrong message", func() bool {
+		testnet.Eventually(t, time.Minute, "the relay to refuse the wrong message", func() bool {
 			return syncErrors(t, r, syncproto.ReasonInvalid) > before
 		})
 	})
@@ -355,7 +356,7 @@ func TestAdversarySync(t *testing.T) {
 	ts := time.Now().Add(-2 * time.Second).UnixMilli()
 	honest := frame(ts, "node-h", "", "EntryAnnounce", "honest-only-at-1")
 	h.Relays[1].History.Append(ts, "node-h", "honest-only-at-1", honest)
-	testnet.Eventually(t, 20*time.Second, "relay 0 to learn the broadcast from relay 1", func() bool {
+	testnet.Eventually(t, time.Minute, "relay 0 to learn the broadcast from relay 1", func() bool {
 		_, _, err := r.History.Get(ts, history.MsgKey("node-h", "honest-only-at-1"))
 		return err == nil
 	})
