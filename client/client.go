@@ -49,7 +49,8 @@ type Client struct {
 	// Owned by the run goroutine.
 	urls     []string
 	token    string
-	resumeAt int64 // unix ms up to which everything was heard; 0: nothing yet
+	resumeAt int64  // unix ms up to which everything was heard; 0: nothing yet
+	lastURL  string // the relay of the last bound connection
 
 	// Resume marks, written by session readers.
 	highTS atomic.Int64 // highest ts delivered
@@ -419,10 +420,11 @@ func (c *Client) connectURL(u string, since int64) (string, error) {
 }
 
 // since updates the resume point and returns the since_ms of the next
-// connection, 0 for none: the later of
-// the highest ts delivered and the last time heard, less ResumeMargin;
-// before anything was heard, Config.Since.
-func (c *Client) since() int64 {
+// connection (to u), 0 for none: the later of the highest ts delivered
+// and the last time heard, less ResumeMargin (FailoverMargin when u is
+// not the relay last connected to); before anything was heard,
+// Config.Since.
+func (c *Client) since(u string) int64 {
 	if !c.cfg.Resume {
 		return 0
 	}
@@ -433,7 +435,11 @@ func (c *Client) since() int64 {
 		}
 		return c.cfg.Since.UnixMilli()
 	}
-	since := max(c.resumeAt-c.cfg.ResumeMargin.Milliseconds(), 1)
+	margin := c.cfg.ResumeMargin
+	if c.lastURL != "" && u != c.lastURL {
+		margin = max(margin, c.cfg.FailoverMargin) // see Config.FailoverMargin
+	}
+	since := max(c.resumeAt-margin.Milliseconds(), 1)
 	if gap := c.gapFrom.Load(); gap > 0 && gap < since {
 		since = gap // a cut replay not yet caught up (catchup.go)
 	}

@@ -53,6 +53,17 @@ type Config struct {
 	// clock skew between this node and the relays and the spread of gossip
 	// delays; the duplicates it brings are dropped. Default 30s.
 	ResumeMargin time.Duration
+	// FailoverMargin replaces ResumeMargin when the client reconnects to
+	// another relay than the one it last heard from. The relay it left
+	// may have been cut off from part of the federation (a partition)
+	// for a while before it went away; the broadcasts of the other side
+	// from that time are older than "last heard - ResumeMargin" at the
+	// new relay, and reconciliation later gives them to the old relay,
+	// not to this client. A partition longer than FailoverMargin can
+	// still cost a client that fails over across it what the other side
+	// said before it; the duplicates it brings are dropped (DedupTTL must
+	// be longer). Default 5m.
+	FailoverMargin time.Duration
 
 	// BackoffMin and BackoffMax bound the delay between connection
 	// attempts: it doubles from BackoffMin after each consecutive failure
@@ -90,6 +101,7 @@ func DefaultConfig() Config {
 	return Config{
 		TokenRenewBefore: 30 * time.Second,
 		ResumeMargin:     30 * time.Second,
+		FailoverMargin:   5 * time.Minute,
 		BackoffMin:       250 * time.Millisecond,
 		BackoffMax:       30 * time.Second,
 		HandshakeTimeout: 10 * time.Second,
@@ -150,7 +162,7 @@ func (cfg *Config) validate(hasTokenSource bool) (string, error) {
 		name string
 		v    time.Duration
 	}{
-		{"TokenRenewBefore", cfg.TokenRenewBefore}, {"ResumeMargin", cfg.ResumeMargin},
+		{"TokenRenewBefore", cfg.TokenRenewBefore}, {"ResumeMargin", cfg.ResumeMargin}, {"FailoverMargin", cfg.FailoverMargin},
 		{"BackoffMin", cfg.BackoffMin}, {"BackoffMax", cfg.BackoffMax},
 		{"HandshakeTimeout", cfg.HandshakeTimeout}, {"PingInterval", cfg.PingInterval},
 		{"ReadTimeout", cfg.ReadTimeout}, {"WriteTimeout", cfg.WriteTimeout}, {"DedupTTL", cfg.DedupTTL},

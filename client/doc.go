@@ -23,7 +23,10 @@
 // Resume and duplicates. With Config.Resume each reconnection asks for
 // what was missed with ?since_ms= (SPEC section 7): the later of the
 // highest federation ts delivered and the local time the connection was
-// last heard live (a frame, a ping or a pong), less ResumeMargin. Every
+// last heard live (a frame, a ping or a pong), less ResumeMargin, or less
+// FailoverMargin (5 minutes) when it connects to another relay than the
+// last one: the relay it left may have been cut off from part of the
+// federation before it went. Every
 // node's message is filtered by (sender_id, message_id) in a bounded set
 // (internal/ttlset), so replays, multi-homed senders and resumed overlaps
 // are delivered once. A replay longer than one relay answer (10,000

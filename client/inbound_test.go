@@ -120,22 +120,22 @@ func TestResumeMarks(t *testing.T) {
 	cfg.Since = time.UnixMilli(5_000)
 	cfg.ResumeMargin = time.Second
 	c, s := bare(t, cfg)
-	if got := c.since(); got != 5_000 {
+	if got := c.since(cfg.URLs[0]); got != 5_000 {
 		t.Fatalf("first since %d, want Config.Since", got)
 	}
 	// During a replay only ts counts; its RelayHistoryEnd (ref "") makes
 	// the connection live.
 	s.replaying = true
 	feed(t, s, frameTS(TypeEntryAnnounce, "a", "b", "", "{}", 90_000))
-	if c.heard.Load() != 0 || c.since() != 89_000 {
-		t.Fatalf("heard %d since %d during a replay", c.heard.Load(), c.since())
+	if c.heard.Load() != 0 || c.since(cfg.URLs[0]) != 89_000 {
+		t.Fatalf("heard %d since %d during a replay", c.heard.Load(), c.since(cfg.URLs[0]))
 	}
 	feed(t, s, frameTS(TypeRelayHistoryEnd, "e", RelayID, "node-a", `{"ref":"","count":1,"complete":true}`, 0))
 	now := time.Now().UnixMilli()
 	if s.replaying || c.heard.Load() < now-1000 {
 		t.Fatalf("replay not over: heard %d", c.heard.Load())
 	}
-	since := c.since()
+	since := c.since(cfg.URLs[0])
 	if since < now-2000 || since > now {
 		t.Fatalf("since %d, want about now-1s (%d)", since, now-1000)
 	}
@@ -149,11 +149,21 @@ func TestResumeMarks(t *testing.T) {
 	}
 	// Never back: the resume point only moves forward.
 	c.heard.Store(0)
-	if c.since() != since {
-		t.Fatalf("since moved back to %d", c.since())
+	if c.since(cfg.URLs[0]) != since {
+		t.Fatalf("since moved back to %d", c.since(cfg.URLs[0]))
+	}
+	// To another relay than the last one: FailoverMargin.
+	c.lastURL = cfg.URLs[0]
+	cfg.FailoverMargin = time.Minute
+	c.cfg.FailoverMargin = time.Minute
+	if got := c.since("ws://other/ws"); got != since+1000-60_000 {
+		t.Fatalf("since on failover %d, want %d (last heard - FailoverMargin)", got, since+1000-60_000)
+	}
+	if c.since(cfg.URLs[0]) != since {
+		t.Fatal("the same relay again: ResumeMargin")
 	}
 	cfg.Resume = false
-	if c, _ := bare(t, cfg); c.since() != 0 {
+	if c, _ := bare(t, cfg); c.since(cfg.URLs[0]) != 0 {
 		t.Fatal("since_ms without Resume")
 	}
 }

@@ -76,7 +76,7 @@ func (c *Client) connect(u string) (*session, error) {
 	if err := c.freshToken(ctx, u); err != nil {
 		return nil, err
 	}
-	since := c.since()
+	since := c.since(u)
 	full, err := c.connectURL(u, since)
 	if err != nil {
 		return nil, fmt.Errorf("relay URL %s: %w", u, err)
@@ -125,6 +125,7 @@ func (c *Client) connect(u string) (*session, error) {
 // token meanwhile), then shuts it down and returns why it ended.
 func (c *Client) serve(s *session) error {
 	c.setSession(s)
+	c.lastURL = s.url // run goroutine, like since
 	c.stats.connections.Add(1)
 	c.log.Info("connected", "remote", s.url, "node", s.nodeID)
 	c.notify(State{URL: s.url, Connected: true})
