@@ -289,7 +289,7 @@ func WriteSummary(w io.Writer, run ChaosRun, res ChaosResult, relays []string) {
 		if n, ok := run.AdminCounts[name]; ok && n >= 0 {
 			admin = fmt.Sprintf("admin window count %d, complete %v", n, run.AdminComplete[name])
 		}
-		if _, unread := res.RelayHolds[name]; !unread && slices.Contains(res.RelaysUnread, name) {
+		if slices.Contains(res.RelaysUnread, name) {
 			row(name+" history", "not read; %s", admin)
 			continue
 		}
