@@ -130,3 +130,12 @@ func (s *Store) Gaps() []Gap {
 	defer s.mu.Unlock()
 	return slices.Clone(s.gaps)
 }
+
+// Horizon is the ts before which the store may have dropped entries
+// (retention, MaxBytes); it only moves forward. Reconciliation never
+// compares a window that starts before either side's horizon.
+func (s *Store) Horizon() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evicted
+}

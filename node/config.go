@@ -50,6 +50,7 @@ type Config struct {
 	Discovery    DiscoveryConfig
 	Private      PrivateConfig
 	Inspect      InspectConfig // inspectproto.go
+	Sync         SyncConfig    // sync.go
 }
 
 // HostConfig is the libp2p host: its addresses and connection manager.
@@ -340,6 +341,7 @@ func DefaultConfig() Config {
 		},
 		RelayService: RelayServiceConfig{Enable: true, Resources: resources},
 		Inspect:      defaultInspectConfig(),
+		Sync:         defaultSyncConfig(),
 		NAT:          NATConfig{Reachability: reachabilityPublic, EnableAutoNATService: true, EnableHolePunching: true},
 		Discovery: DiscoveryConfig{
 			BootstrapBackoffMin:  time.Second,

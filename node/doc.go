@@ -54,14 +54,21 @@
 //     samples for rates, idle token buckets); one sweep at a time, which
 //     waits for its requests. libp2p runs handle for inbound streams,
 //     counted (at most Inspect.MaxConcurrent) and waited for by close.
+//   - syncer (sync.go, with package syncproto): history reconciliation,
+//     /gsio/sync/1.0.0 (docs/PROTOCOL.md 11), only with a history
+//     (WithHistory). Goroutines: syncLoop (pending and periodic
+//     sessions), one per outbound session (at most Sync.MaxSessions in
+//     all). libp2p runs handle for inbound sessions, tracked by hwg
+//     (close resets them and waits).
 //   - standing (standing.go): which peers are relays in good standing,
 //     for the directory's fair share; no goroutine, no state of its own
 //     (presence's sweepLoop refreshes the directory's view of it).
 //
 // Start joins the topics, then starts direct, publisher, presence, gossip,
-// discovery and inspect. Close cancels the node's context (every
+// discovery, inspect and sync. Close cancels the node's context (every
 // component's goroutines stop at once), then closes them in reverse:
-// inspect (its handler removed, its goroutines and handlers waited for),
+// sync and inspect (each: its handler removed, its goroutines and
+// handlers waited for),
 // discovery (mDNS,
 // its goroutines, then the DHT), direct (senders' streams reset, its
 // goroutines, then the inbound streams reset and their handlers waited
@@ -92,6 +99,8 @@
 //     (taken inside go-libp2p's relay lock, via the connection manager);
 //   - discovery.mu: discovered peers' last dial and source;
 //   - allowBlacklist.mu: peers blacklisted by pubsub.BlacklistPeer;
+//   - syncer.mu: running sessions, backoffs, pending sessions, inbound
+//     sync streams;
 //   - inspectService.mu (token buckets, inbound count), sampleMu
 //     (counter samples, the reused summary), viewMu (the cached view,
 //     the sweep in flight).

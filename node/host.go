@@ -77,8 +77,8 @@ func newHost(c core, a addrs, key crypto.PrivKey, allow *allowList, rsvps *reser
 	} else {
 		lopts = append(lopts, libp2p.PrivateNetwork(psk))
 	}
-	if allow != nil && !cfg.Private.AllowRelayClients {
-		lopts = append(lopts, libp2p.ConnectionGater(allowGater{allow}))
+	if g := gater(cfg, allow, o.gater); g != nil {
+		lopts = append(lopts, libp2p.ConnectionGater(g))
 	}
 	lopts = append(lopts, natOptions(cfg, a.reserve, announce)...)
 	if len(announce) > 0 {

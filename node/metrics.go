@@ -28,6 +28,11 @@ type metrics struct {
 	discovered     *prometheus.CounterVec   // source, result
 	peerScore      *prometheus.HistogramVec // sampled gossip scores
 	subLag         prometheus.Histogram     // validation -> subscription reader
+	syncSessions   *prometheus.CounterVec   // role, result
+	syncRounds     prometheus.Counter       // request/answer exchanges
+	syncBytes      *prometheus.CounterVec   // direction: sent, received
+	syncMessages   *prometheus.CounterVec   // direction: received, sent, ignored
+	syncErrors     *prometheus.CounterVec   // reason
 }
 
 // validated counts one validation result of a gossip or direct message.
@@ -131,6 +136,26 @@ func newMetrics() *metrics {
 			Help:    "Time from a broadcast's acceptance by the validator to its hand-over to the router (subscription backlog).",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}),
+		syncSessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sync_sessions_total",
+			Help: "History reconciliation sessions (" + SyncProtocol + ") by role (initiator, responder) and result (reconciled, unreconciled, error).",
+		}, []string{"role", "result"}),
+		syncRounds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sync_rounds_total",
+			Help: "Request/answer exchanges of reconciliation sessions.",
+		}),
+		syncBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sync_bytes_total",
+			Help: "Bytes of reconciliation sessions by direction (sent, received).",
+		}, []string{"direction"}),
+		syncMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sync_messages_total",
+			Help: "Broadcasts moved by reconciliation by direction (received: learned and stored; sent: given to a peer; ignored: refused without penalty or gone at the peer).",
+		}, []string{"direction"}),
+		syncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sync_errors_total",
+			Help: "Reconciliation sessions refused or failed, by reason (forbidden, busy, stream, protocol, frame_too_large, budget, rounds, ranges, lie, invalid_message, refused, dense, io, store, other).",
+		}, []string{"reason"}),
 	}
 	return m
 }
@@ -142,6 +167,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		m.drops, m.validation, m.delivered, m.published, m.batch, m.subResets, m.publishWait, m.dirNodes, m.dirRelays,
 		m.dirRefused, m.dirEvicted, m.unproven, m.directSent, m.directFailed, m.directLatency, m.directRecv,
 		m.bootstrapDials, m.discovered, m.peerScore, m.subLag,
+		m.syncSessions, m.syncRounds, m.syncBytes, m.syncMessages, m.syncErrors,
 	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {

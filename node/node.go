@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -51,6 +52,7 @@ type Node struct {
 	direct   *direct
 	disc     *discovery
 	insp     *inspectService
+	sync     *syncer // nil without a history
 
 	mu        sync.Mutex // guards started and closed; serializes Start and Close
 	started   bool
@@ -67,6 +69,8 @@ type options struct {
 	registerer   prometheus.Registerer
 	gossipParams *pubsub.GossipSubParams
 	inspect      inspectOptions // inspectproto.go
+	history      HistoryStore   // sync.go
+	gater        connmgr.ConnectionGater
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -83,6 +87,12 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // a short heartbeat). Default pubsub.DefaultGossipSubParams().
 func WithGossipSubParams(p pubsub.GossipSubParams) Option {
 	return func(o *options) { o.gossipParams = &p }
+}
+
+// WithConnectionGater adds a connection gater (tests cut relays apart
+// with one); with an allow-list both must admit a connection.
+func WithConnectionGater(g connmgr.ConnectionGater) Option {
+	return func(o *options) { o.gater = g }
 }
 
 // core is what every component is built with.
@@ -125,7 +135,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	a, perr := cfg.parse()
-	if err := errors.Join(cfg.validate(), cfg.Inspect.validate(), perr); err != nil {
+	if err := errors.Join(cfg.validate(), cfg.Inspect.validate(), cfg.Sync.validate(cfg.MaxMessageSize), perr); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
 	o := options{logger: slog.Default()}
@@ -181,6 +191,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		_ = n.Close()
 		return nil, err
 	}
+	if o.history != nil && cfg.Sync.Enable {
+		n.sync = newSyncer(life, c, o.history, n.gossip, dir, n.presence.isLocal, isRelay, std.good)
+	}
 	onLastDisconnect(c.host, rsvps.ended) // the relay service drops the reservation too
 	if o.registerer != nil {
 		if err := c.m.register(o.registerer); err != nil {
@@ -230,6 +243,7 @@ func (n *Node) Start(r Receiver) error {
 	n.gossip.start()
 	n.disc.start()
 	n.insp.start()
+	n.sync.start(r)
 	return nil
 }
 
@@ -245,6 +259,7 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 
 		n.cancel()
+		n.sync.close()
 		n.insp.close()
 		dhtErr := n.disc.close()
 		n.direct.close()
@@ -293,3 +308,7 @@ func (n *Node) NodeLeft(nodeID string) { n.presence.left(nodeID) }
 
 // RemoteNodes lists the node ids held by other relays, each once.
 func (n *Node) RemoteNodes() []string { return n.presence.dir.remoteNodes() }
+
+// ClosePeer closes every connection to p (a bootstrap peer is then
+// redialled; a connection gater may refuse it).
+func (n *Node) ClosePeer(p peer.ID) error { return n.host.Network().ClosePeer(p) }

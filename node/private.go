@@ -94,6 +94,74 @@ func (a *allowList) allowed(p peer.ID) bool {
 	return a == nil || p == a.self || a.ids[p]
 }
 
+// gater is the host's connection gater: the allow-list's (unless relay
+// clients are allowed) and the programmer's (WithConnectionGater), both
+// when both are set; nil when neither is.
+func gater(cfg Config, allow *allowList, extra connmgr.ConnectionGater) connmgr.ConnectionGater {
+	var gs bothGaters
+	if allow != nil && !cfg.Private.AllowRelayClients {
+		gs = append(gs, allowGater{allow})
+	}
+	if extra != nil {
+		gs = append(gs, extra)
+	}
+	switch len(gs) {
+	case 0:
+		return nil
+	case 1:
+		return gs[0]
+	}
+	return gs
+}
+
+// bothGaters admits what every one of its gaters admits.
+type bothGaters []connmgr.ConnectionGater
+
+func (b bothGaters) InterceptPeerDial(p peer.ID) bool {
+	for _, g := range b {
+		if !g.InterceptPeerDial(p) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b bothGaters) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	for _, g := range b {
+		if !g.InterceptAddrDial(p, a) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b bothGaters) InterceptAccept(c network.ConnMultiaddrs) bool {
+	for _, g := range b {
+		if !g.InterceptAccept(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b bothGaters) InterceptSecured(d network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	for _, g := range b {
+		if !g.InterceptSecured(d, p, c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b bothGaters) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
+	for _, g := range b {
+		if ok, r := g.InterceptUpgraded(c); !ok {
+			return false, r
+		}
+	}
+	return true, 0
+}
+
 // allowGater refuses every connection, inbound or outbound, to a peer not
 // on the allow-list. Inbound connections are refused once the security
 // handshake has authenticated the peer.

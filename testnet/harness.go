@@ -45,6 +45,7 @@ type Relay struct {
 	Registry *prometheus.Registry
 	History  *history.Store // in DataDir/history, kept across Restart
 	boot     []string
+	cut      *cut // the peers it refuses (Partition), kept across Restart
 }
 
 // Harness runs N federated relays in one process.
@@ -93,6 +94,8 @@ func TestNodeConfig(dataDir string) node.Config {
 	c.Discovery.BootstrapBackoffMin = 100 * time.Millisecond
 	c.Discovery.BootstrapBackoffMax = time.Second
 	c.Presence.AllowPrivateAddrs = true // relays on loopback dial each other's presence addresses
+	c.Sync.Settle = 300 * time.Millisecond
+	c.Sync.Backoff = 300 * time.Millisecond
 	return c
 }
 
@@ -139,14 +142,6 @@ func (h *Harness) start(r *Relay) {
 		nopts = append(nopts, node.WithCounters(admin.RouterCounters(rm)), node.WithVersion("test"))
 		topts = append(topts, transport.WithMetrics(transport.NewMetrics(reg)))
 	}
-	nd, err := node.New(context.Background(), cfg, nopts...)
-	if err != nil {
-		t.Fatalf("relay %d: node: %v", r.Index, err)
-	}
-	rcfg := relay.DefaultConfig()
-	if h.relayCfg != nil {
-		h.relayCfg(r.Index, &rcfg)
-	}
 	hc := history.DefaultConfig()
 	hc.Dir = filepath.Join(r.DataDir, "history")
 	hc.JanitorInterval = 100 * time.Millisecond
@@ -155,6 +150,18 @@ func (h *Harness) start(r *Relay) {
 		t.Fatalf("relay %d: history: %v", r.Index, err)
 	}
 	r.History = store
+	if r.cut == nil {
+		r.cut = newCut()
+	}
+	nopts = append(nopts, node.WithHistory(store), node.WithConnectionGater(r.cut))
+	nd, err := node.New(context.Background(), cfg, nopts...)
+	if err != nil {
+		t.Fatalf("relay %d: node: %v", r.Index, err)
+	}
+	rcfg := relay.DefaultConfig()
+	if h.relayCfg != nil {
+		h.relayCfg(r.Index, &rcfg)
+	}
 	ropts = append(ropts, relay.WithRelayPeerID(nd.ID().String()), relay.WithHistory(store))
 	rt, err := relay.New(rcfg, nd, append(ropts, h.relayOpts...)...)
 	if err != nil {

@@ -108,6 +108,11 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.dur("mailbox-ttl", &r.MailboxTTL, "a direct message for a node connected nowhere is kept when the node was connected within this")
 	f.num("mailbox-max", &r.MailboxMax, "direct messages kept per absent recipient (more: RelayError mailbox_full; 0: no mailboxes)")
 	f.num64("history-max-bytes", &cfg.History.MaxBytes, "size of the history store in `BYTES`; the oldest are dropped first")
+	f.boolean("sync", &n.Sync.Enable, "reconcile the history with relay peers (/gsio/sync/1.0.0) when they connect, after a restart and every --sync-interval, so that partitions heal completely")
+	f.dur("sync-interval", &n.Sync.Interval, "a reconciliation with one relay peer at random this often (±25 %)")
+	f.dur("sync-settle", &n.Sync.Settle, "the most recent stretch of history a reconciliation leaves out (live gossip still arriving)")
+	f.dur("sync-timeout", &n.Sync.Timeout, "bound of one reconciliation session")
+	f.num("sync-max-sessions", &n.Sync.MaxSessions, "reconciliation sessions at once, all peers (one per peer)")
 
 	f.cat = "Node identity"
 	f.str("node-auth", &r.NodeAuth, "`open`: key ids prove their key, other ids bind as they come; required: every connection proves its id by key or token")

@@ -172,14 +172,33 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return errors.Join(err, up.closeAll(closeCtx), g.Wait())
 	}
 
+	var hist admin.HistoryStats // nil: /api/v1/history says the relay keeps none
+	var store *history.Store
+	if cfg.HistoryEnabled {
+		var err error
+		if store, err = openHistory(cfg, log); err != nil {
+			return stop(err)
+		}
+		// Pushed before the node and the WebSocket server: closed after
+		// them (the node's reconciliation reads it).
+		up.push("history", func(context.Context) error { return store.Close() })
+		hist = store
+		reg.MustRegister(newHistoryCollector(store))
+	}
 	var mesh relay.Mesh
 	var nd *node.Node
 	rm := relay.NewMetrics(reg)
 	if !cfg.Standalone {
+		nopts := []node.Option{node.WithLogger(log), node.WithRegisterer(reg),
+			node.WithCounters(admin.RouterCounters(rm)), node.WithVersion(version)}
+		if store != nil {
+			// Reconciliation compares what the history keeps.
+			cfg.Node.Sync.Window = cfg.History.Retention
+			nopts = append(nopts, node.WithHistory(store))
+		}
 		var err error
-		if nd, err = node.New(ctx, cfg.Node, node.WithLogger(log), node.WithRegisterer(reg),
-			node.WithCounters(admin.RouterCounters(rm)), node.WithVersion(version)); err != nil {
-			return err
+		if nd, err = node.New(ctx, cfg.Node, nopts...); err != nil {
+			return stop(err)
 		}
 		up.push("node", func(ctx context.Context) error { return closeWithin(ctx, nd.Close) })
 		mesh = nd
@@ -189,17 +208,8 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	ropts = append(ropts, relay.WithLogger(log), relay.WithMetrics(rm))
-	var hist admin.HistoryStats // nil: /api/v1/history says the relay keeps none
-	if cfg.HistoryEnabled {
-		store, err := openHistory(cfg, log)
-		if err != nil {
-			return stop(err)
-		}
-		// Pushed before the WebSocket server: closed after it.
-		up.push("history", func(context.Context) error { return store.Close() })
+	if store != nil {
 		ropts = append(ropts, relay.WithHistory(store))
-		hist = store
-		reg.MustRegister(newHistoryCollector(store))
 	}
 	router, err := relay.New(cfg.Relay, mesh, ropts...)
 	if err != nil {
