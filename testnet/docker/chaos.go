@@ -76,11 +76,19 @@ type chaosClient struct {
 	c    *client.Client
 	done chan struct{} // its reader ended
 
-	mu   sync.Mutex
-	got  map[MsgKey]int
-	sent []ChaosSent
+	mu    sync.Mutex
+	got   map[MsgKey]int
+	sent  []ChaosSent
+	conns []connEvent // its connection history, for the diagnosis
 
 	ups atomic.Int64 // connections bound
+}
+
+// connEvent: a client's connection to a relay was bound (up) or ended.
+type connEvent struct {
+	at    time.Time
+	relay string
+	up    bool
 }
 
 type chaosRunner struct {
@@ -232,7 +240,88 @@ func (s *State) RunChaos(ctx context.Context, cfg ChaosConfig) (ChaosRun, ChaosR
 		}
 		r.run.ClientReconnectsTotal += max(c.ups.Load()-1, 0)
 	}
+	if !res.OK() {
+		r.explain(res)
+	}
 	return r.run, res, nil
+}
+
+// explain logs, for each client that misses broadcasts, which ones (by
+// sender and sequence number, with when they were sent) and where the
+// client was connected meanwhile: the material to tell a relay that did
+// not deliver from a resume that did not reach back far enough.
+func (r *chaosRunner) explain(res ChaosResult) {
+	sentAt := map[MsgKey]time.Time{}
+	for _, c := range r.clients {
+		c.mu.Lock()
+		for _, s := range c.sent {
+			sentAt[s.Key] = s.At
+		}
+		c.mu.Unlock()
+	}
+	short := func(id string) string { return strings.TrimPrefix(id, "chaos-"+r.runID+"-") }
+	rel := func(t time.Time) string { return fmt.Sprintf("%.1fs", t.Sub(r.start).Seconds()) }
+	for _, c := range r.clients {
+		keys := res.MissingKeys[c.id]
+		if len(keys) == 0 {
+			continue
+		}
+		// Runs of consecutive sequence numbers per sender.
+		type run struct {
+			sender     string
+			from, to   int
+			first, end time.Time
+		}
+		var runs []run
+		for _, k := range sortBySeq(keys) {
+			seq := seqOf(k.ID)
+			at := sentAt[k]
+			if n := len(runs); n > 0 && runs[n-1].sender == k.Sender && runs[n-1].to+1 == seq {
+				runs[n-1].to, runs[n-1].end = seq, at
+				continue
+			}
+			runs = append(runs, run{k.Sender, seq, seq, at, at})
+		}
+		var parts []string
+		for i, ru := range runs {
+			if i == 12 {
+				parts = append(parts, fmt.Sprintf("… %d more runs", len(runs)-i))
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s #%d-%d (sent %s-%s)", short(ru.sender), ru.from, ru.to, rel(ru.first), rel(ru.end)))
+		}
+		c.mu.Lock()
+		var conns []string
+		for _, e := range c.conns {
+			if e.up {
+				conns = append(conns, fmt.Sprintf("%s from %s", e.relay, rel(e.at)))
+			} else {
+				conns = append(conns, fmt.Sprintf("off %s at %s", e.relay, rel(e.at)))
+			}
+		}
+		c.mu.Unlock()
+		r.log("%s misses %d: %s; its connections: %s", short(c.id), len(keys), strings.Join(parts, ", "), strings.Join(conns, ", "))
+	}
+}
+
+// seqOf is the sequence number at the end of a chaos message id.
+func seqOf(id string) int {
+	n := 0
+	if i := strings.LastIndexByte(id, '-'); i >= 0 {
+		_, _ = fmt.Sscanf(id[i+1:], "%d", &n)
+	}
+	return n
+}
+
+func sortBySeq(keys []MsgKey) []MsgKey {
+	out := slices.Clone(keys)
+	slices.SortFunc(out, func(a, b MsgKey) int {
+		if c := strings.Compare(a.Sender, b.Sender); c != 0 {
+			return c
+		}
+		return seqOf(a.ID) - seqOf(b.ID)
+	})
+	return out
 }
 
 func convergeProgress(res ChaosResult) string {
@@ -280,6 +369,9 @@ func (r *chaosRunner) dialClients(ctx context.Context) error {
 				if s.Connected {
 					c.ups.Add(1)
 				}
+				c.mu.Lock()
+				c.conns = append(c.conns, connEvent{time.Now(), r.urlName[s.URL], s.Connected})
+				c.mu.Unlock()
 			}))
 			cancel()
 			if err != nil {

@@ -71,6 +71,7 @@ type ChaosResult struct {
 	// Missing: client -> messages of the universe (not its own) it did
 	// not receive.
 	Missing              map[string]int
+	MissingKeys          map[string][]MsgKey // the same, each sorted by sender and id
 	MissingMax           int
 	MissingTotal         int
 	MissingSample        []string // a few "client: sender/id", for the log
@@ -87,6 +88,7 @@ type ChaosResult struct {
 func CheckChaos(in ChaosInput) ChaosResult {
 	r := ChaosResult{
 		Missing:      map[string]int{},
+		MissingKeys:  map[string][]MsgKey{},
 		RelayHolds:   map[string]int{},
 		RelayMissing: map[string]int{},
 	}
@@ -149,6 +151,7 @@ func CheckChaos(in ChaosInput) ChaosResult {
 		for _, k := range keys {
 			if k.Sender != c && got[k] == 0 {
 				n++
+				r.MissingKeys[c] = append(r.MissingKeys[c], k)
 				if len(r.MissingSample) < 5 {
 					r.MissingSample = append(r.MissingSample, c+": "+k.Sender+"/"+k.ID)
 				}
