@@ -378,7 +378,7 @@ func (r *chaosRunner) dialClients(ctx context.Context) error {
 				return fmt.Errorf("client %s: %w", c.id, err)
 			}
 			c.c = cl
-			go c.read()
+			go c.read("chaos-" + r.runID + "-r")
 			r.clients = append(r.clients, c)
 		}
 	}
@@ -393,11 +393,13 @@ func (r *chaosRunner) closeClients() {
 	}
 }
 
-// read records the run's broadcasts a client receives.
-func (c *chaosClient) read() {
+// read records the run's broadcasts a client receives (a resume replay
+// reaches back before the run: broadcasts of an earlier run on the same
+// testnet are not this run's).
+func (c *chaosClient) read(prefix string) {
 	defer close(c.done)
 	for m := range c.c.Messages() {
-		if m.Type != chaosType || !m.Broadcast() {
+		if m.Type != chaosType || !m.Broadcast() || !strings.HasPrefix(m.Sender, prefix) {
 			continue
 		}
 		c.mu.Lock()
