@@ -466,6 +466,9 @@ func (r *chaosRunner) events(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		// What the previous events made of the federation, as each relay
+		// sees it: the relays it has a connection to.
+		r.log("links: %s", r.links(ctx))
 		if started, err := r.restartDue(ctx); err != nil {
 			return err
 		} else if started {
@@ -528,6 +531,31 @@ func (r *chaosRunner) events(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// links says how many other relays each relay is connected to (admin
+// API /api/v1/peers), "down" for a relay down, "?" when it did not answer.
+func (r *chaosRunner) links(ctx context.Context) string {
+	var parts []string
+	for i, rl := range r.st.Relays {
+		v := "?"
+		if _, isDown := r.down[i]; isDown {
+			v = "down"
+		} else if c, err := admin.NewClient(rl.Admin, r.st.AdminToken, 2*time.Second); err == nil {
+			if peers, _, err := c.Peers(ctx); err == nil {
+				n := 0
+				for _, p := range peers.Peers {
+					if p.GsioRelay {
+						n++
+					}
+				}
+				v = fmt.Sprint(n)
+			}
+			c.Close()
+		}
+		parts = append(parts, rl.Name+" "+v)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // restartDue starts the relays whose down time is over, and installs the
