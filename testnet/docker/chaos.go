@@ -41,6 +41,7 @@ type ChaosConfig struct {
 	ConvergeTimeout time.Duration // after the heal, wait this long at most for convergence
 	Poll            time.Duration // convergence check period
 	InFlight        time.Duration // see ChaosInput.InFlight
+	ResumeMargin    time.Duration // the clients' client.Config.ResumeMargin
 	Seed            uint64        // 0: random
 	Log             io.Writer     // progress (events); nil: discarded
 }
@@ -63,6 +64,7 @@ func DefaultChaosConfig() ChaosConfig {
 		ConvergeTimeout: 2 * time.Minute,
 		Poll:            2 * time.Second,
 		InFlight:        2 * time.Second,
+		ResumeMargin:    client.DefaultConfig().ResumeMargin,
 	}
 }
 
@@ -120,6 +122,9 @@ func (s *State) RunChaos(ctx context.Context, cfg ChaosConfig) (ChaosRun, ChaosR
 	if cfg.Rate <= 0 || cfg.Rate > 50 {
 		return ChaosRun{}, ChaosResult{}, fmt.Errorf("rate %v: want (0, 50] broadcasts per second per client", cfg.Rate)
 	}
+	if cfg.ResumeMargin <= 0 {
+		return ChaosRun{}, ChaosResult{}, fmt.Errorf("resume margin %v: want > 0", cfg.ResumeMargin)
+	}
 	if cfg.ClientsPerRelay < 1 || cfg.ClientsPerRelay > 20 {
 		return ChaosRun{}, ChaosResult{}, fmt.Errorf("clients per relay %d: want 1 to 20", cfg.ClientsPerRelay)
 	}
@@ -146,8 +151,8 @@ func (s *State) RunChaos(ctx context.Context, cfg ChaosConfig) (ChaosRun, ChaosR
 		fmt.Fprintf(out, "  %6.1fs  %s\n", time.Since(r.start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	r.start = time.Now()
-	r.log("chaos run %s, seed %d: %d relays, %d clients per relay, %.1f broadcasts/s each, %v",
-		r.runID, seed, len(s.Relays), cfg.ClientsPerRelay, cfg.Rate, cfg.Duration)
+	r.log("chaos run %s, seed %d: %d relays, %d clients per relay, %.1f broadcasts/s each, %v; clients resume with a margin of %v",
+		r.runID, seed, len(s.Relays), cfg.ClientsPerRelay, cfg.Rate, cfg.Duration, cfg.ResumeMargin)
 	for _, rl := range s.Relays {
 		r.urlName[rl.WS] = rl.Name
 	}
@@ -358,6 +363,7 @@ func (r *chaosRunner) dialClients(ctx context.Context) error {
 			}
 			cfg.NodeID = c.id
 			cfg.Resume = true
+			cfg.ResumeMargin = r.cfg.ResumeMargin
 			cfg.BackoffMax = 3 * time.Second
 			cfg.HandshakeTimeout = 5 * time.Second
 			cfg.PingInterval = 3 * time.Second

@@ -151,6 +151,7 @@ func chaos(args []string) error {
 	fs.BoolVar(&cfg.Kills, "kills", cfg.Kills, "kill relays (docker kill) and start them again")
 	fs.DurationVar(&cfg.ConvergeTimeout, "converge-timeout", cfg.ConvergeTimeout, "after the heal, wait this long at most for convergence")
 	fs.DurationVar(&cfg.InFlight, "in-flight", cfg.InFlight, "a broadcast written to a relay this long before its kill may die with it")
+	fs.DurationVar(&cfg.ResumeMargin, "resume-margin", cfg.ResumeMargin, "the clients' resume margin (client.Config.ResumeMargin; its default)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed of the chaos events (0: random; the log prints it)")
 	if err := fs.Parse(args); err != nil {
 		return err
