@@ -57,7 +57,7 @@ func newMetrics() *metrics {
 		}, []string{"reason"}),
 		validation: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "validation_total",
-			Help: "Validation results of gossip and direct messages by topic (broadcast, presence, direct), result (accept, reject, ignore) and reason.",
+			Help: "Validation results of gossip, direct and reconciled messages by topic (broadcast, presence, direct, sync), result (accept, reject, ignore) and reason.",
 		}, []string{"topic", "result", "reason"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "delivered_total",

@@ -134,6 +134,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// A sync frame holds the largest broadcast.
+	cfg.Sync.Limits.MaxFrame = max(cfg.Sync.Limits.MaxFrame, cfg.MaxMessageSize+64<<10)
+	cfg.Sync.Limits.MaxBytes = max(cfg.Sync.Limits.MaxBytes, 4*int64(cfg.Sync.Limits.MaxFrame))
 	a, perr := cfg.parse()
 	if err := errors.Join(cfg.validate(), cfg.Inspect.validate(), cfg.Sync.validate(cfg.MaxMessageSize), perr); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)

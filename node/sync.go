@@ -112,6 +112,7 @@ type syncer struct {
 	isRelay func(peer.ID) bool
 	good    func(peer.ID) bool
 	recv    Receiver
+	notifee *network.NotifyBundle // connections, set by start
 	kick    chan struct{}
 
 	mu     sync.Mutex
@@ -152,9 +153,10 @@ func (y *syncer) start(r Receiver) {
 	}
 	y.recv = r
 	y.host.SetStreamHandler(SyncProtocol, y.handle)
-	y.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+	y.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 		y.connected(c.RemotePeer())
-	}})
+	}}
+	y.host.Network().Notify(y.notifee)
 	for _, p := range y.host.Network().Peers() {
 		y.connected(p)
 	}
@@ -169,6 +171,9 @@ func (y *syncer) close() {
 		return
 	}
 	y.host.RemoveStreamHandler(SyncProtocol)
+	if y.notifee != nil {
+		y.host.Network().StopNotify(y.notifee)
+	}
 	y.mu.Lock()
 	y.closed = true
 	for st := range y.inbound {

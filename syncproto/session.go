@@ -248,7 +248,7 @@ func wrapStore(err error) error {
 // ahead, does not cut it, which would cost a round) or its own horizon,
 // to now − settle.
 func Propose(now time.Time, window, settle time.Duration, horizon int64) Window {
-	from := now.Add(-window+2*time.Second).UnixMilli()
+	from := now.Add(-window + 2*time.Second).UnixMilli()
 	from = (from + 999) / 1000 * 1000
 	w := Window{From: max(from, horizon, 0), To: now.Add(-settle).UnixMilli()}
 	w.To = max(w.To, w.From)
@@ -533,7 +533,7 @@ func (s *initiator) transfer() error {
 			if err != nil {
 				return wrapStore(err)
 			}
-			if len(fs) > 0 && size+len(f)+16 > s.l.MaxFrame-64 {
+			if len(fs) > 0 && size+len(f)+16 > packBytes(s.l) {
 				break
 			}
 			fs = append(fs, f)
@@ -563,6 +563,12 @@ func (s *initiator) transfer() error {
 	s.give = nil
 	return nil
 }
+
+// packBytes is how many bytes of messages one Msgs or Push frame packs
+// (a message larger goes alone): 1 MiB, so that a peer whose MaxFrame is
+// smaller than ours (a larger --max-message-size here) still reads
+// frames of several messages.
+func packBytes(l Limits) int { return min(l.MaxFrame-64, 1<<20) }
 
 // split cuts w into at most fanout contiguous windows, on whole seconds
 // when w spans fanout seconds or more (the store sums whole seconds
@@ -768,7 +774,7 @@ func (s *responder) fetch(body []byte) error {
 		if err != nil {
 			return wrapStore(err)
 		}
-		if len(fs) > 0 && size+len(f)+10 > s.l.MaxFrame-64 {
+		if len(fs) > 0 && size+len(f)+10 > packBytes(s.l) {
 			break
 		}
 		fs = append(fs, f)
