@@ -160,7 +160,7 @@ func (s *State) RunChaos(ctx context.Context, cfg ChaosConfig) (ChaosRun, ChaosR
 		AdminCounts: map[string]int64{}, AdminComplete: map[string]bool{}}
 	// Whatever happens, the testnet is left healed: no rule, every relay
 	// started.
-	defer r.healAll(context.WithoutCancel(ctx))
+	defer func() { _, _ = r.healAll(context.WithoutCancel(ctx)) }()
 	// The run's broadcasts are those with ts after this (less a margin
 	// for the relays' clocks).
 	since := time.Now().Add(-5 * time.Second)
@@ -189,10 +189,15 @@ func (s *State) RunChaos(ctx context.Context, cfg ChaosConfig) (ChaosRun, ChaosR
 
 	// Heal, then wait for convergence.
 	r.log("heal: removing every partition rule, starting every relay down")
-	if err := r.healAll(ctx); err != nil {
+	healed := time.Now()
+	unhealthy, err := r.healAll(ctx)
+	if err != nil {
 		return r.run, ChaosResult{}, err
 	}
-	healed := time.Now()
+	if len(unhealthy) > 0 {
+		r.log("not healthy two minutes after the heal: %s", strings.Join(unhealthy, ", "))
+		r.run.Unhealthy = unhealthy
+	}
 	audit := newAuditors(s, r.runID)
 	defer audit.close()
 	var res ChaosResult
@@ -603,8 +608,12 @@ func (r *chaosRunner) startRelay(ctx context.Context, i int) error {
 }
 
 // healAll removes every rule and starts every relay down, then waits
-// (bounded) until every relay is healthy.
-func (r *chaosRunner) healAll(ctx context.Context) error {
+// (at most two minutes) until every relay's container reports healthy. It
+// returns the relays that did not, with their last status (on a machine
+// under heavy load the health check itself can time out: the run goes on
+// and the table names them); the error is for a docker command that
+// failed.
+func (r *chaosRunner) healAll(ctx context.Context) ([]string, error) {
 	var errs []error
 	for i := range r.st.Relays {
 		if _, isDown := r.down[i]; isDown {
@@ -619,22 +628,25 @@ func (r *chaosRunner) healAll(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	r.partition = nil
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for _, rl := range r.st.Relays {
-		for {
-			h, err := Health(wctx, rl.Container)
-			if err == nil && h == "healthy" {
-				break
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var unhealthy []string
+		for _, rl := range r.st.Relays {
+			hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			h, err := Health(hctx, rl.Container)
+			cancel()
+			if err != nil {
+				h = err.Error()
 			}
-			if wctx.Err() != nil {
-				errs = append(errs, fmt.Errorf("%s not healthy a minute after the heal (%s, %v)", rl.Name, h, err))
-				break
+			if h != "healthy" {
+				unhealthy = append(unhealthy, rl.Name+" ("+h+")")
 			}
-			time.Sleep(250 * time.Millisecond)
 		}
+		if len(unhealthy) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return unhealthy, errors.Join(errs...)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	return errors.Join(errs...)
 }
 
 // input collects what the run observed, reading every relay's history.

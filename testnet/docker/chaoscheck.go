@@ -263,6 +263,7 @@ type ChaosRun struct {
 	ClientsOnOtherRelay   int // clients connected at the end to another relay than their own
 	ClientsNotConnected   int
 	ClientReconnectsTotal int64
+	Unhealthy             []string // relays whose container was not healthy two minutes after the heal, with their status
 }
 
 // WriteSummary prints the one summary table of a run.
@@ -282,6 +283,9 @@ func WriteSummary(w io.Writer, run ChaosRun, res ChaosResult, relays []string) {
 	row("lost otherwise", "%d", len(res.Lost))
 	row("missing per client", "max %d, total %d", res.MissingMax, res.MissingTotal)
 	row("duplicates", "%d dropped by the clients' filters (resume overlap, copies), %d delivered past them", res.DupDropped, res.DupDelivered)
+	if len(run.Unhealthy) > 0 {
+		row("not healthy after the heal", "%s (docker health check, 2 min after the heal)", strings.Join(run.Unhealthy, ", "))
+	}
 	if run.Converged {
 		row("heal -> convergence", "%.1fs", run.HealToConvergence.Seconds())
 	} else {
