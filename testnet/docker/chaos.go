@@ -481,6 +481,9 @@ func (r *chaosRunner) events(ctx context.Context) error {
 		// sees it: the relays it has a connection to.
 		r.log("links: %s", r.links(ctx))
 		if started, err := r.restartDue(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // the phase ended during it: the heal starts what is down
+			}
 			return err
 		} else if started {
 			continue
