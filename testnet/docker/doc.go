@@ -11,6 +11,14 @@
 // (make testnet-test) drive a running testnet through this package, the
 // published ports and the docker CLI.
 //
+// RunChaos is the chaos mode (tnctl chaos, make testnet-chaos,
+// docs/TESTNET.md): clients of package client on every relay broadcast
+// while relays are partitioned (chaosnet.go: iptables rules inside the
+// relays' network namespaces) and killed and started again; then it heals
+// everything, waits for convergence and checks it (chaoscheck.go, pure
+// logic with unit tests).
+//
 // The package runs no long-lived goroutine: the WebSocket probes of
-// WaitWhole are closed before it returns.
+// WaitWhole are closed before it returns, and RunChaos stops its clients,
+// senders and auditors before it returns.
 package docker

@@ -7,16 +7,21 @@
 #   testnet.sh down    remove containers, network, volumes and generated files
 #   testnet.sh logs    every relay's log (FOLLOW=1 follows)
 #   testnet.sh status  containers and `gsio-relay peers` of each relay
+#   testnet.sh chaos   down, up, `tnctl chaos` (docs/TESTNET.md), then down
+#                      (unless CHAOS_KEEP=1); exits non-zero when the run fails
 #
 # Environment: RELAYS (3), IMAGE (gsio-relay:dev), PROJECT (gsio-testnet),
+# TESTNET_RUN (the directory of the generated files: .run here),
 # TESTNET_WS_PORT_BASE (18700: relay i's WebSocket on 127.0.0.1:18700+i),
 # TESTNET_ADMIN_PORT_BASE (18800), TESTNET_LOG_LEVEL (info), TESTNET_WAIT
-# (3m), TNCTL (the tnctl binary; built here when unset).
+# (3m), TNCTL (the tnctl binary; built here when unset); for chaos,
+# CHAOS_DURATION (3m), CHAOS_CONVERGE (2m), CHAOS_ARGS (more tnctl chaos
+# flags, e.g. "-seed 42 -rate 5").
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-run="$here/.run"
+run="${TESTNET_RUN:-$here/.run}"
 RELAYS=${RELAYS:-3}
 IMAGE=${IMAGE:-gsio-relay:dev}
 PROJECT=${PROJECT:-gsio-testnet}
@@ -137,7 +142,20 @@ status() {
 	done
 }
 
+# chaos runs a chaos run on a testnet of its own (make testnet-chaos sets
+# PROJECT, TESTNET_RUN and the port bases apart from make testnet-up's).
+chaos() {
+	[ "$(id -u)" = 0 ] || die "chaos needs root: its partitions are iptables rules entered with nsenter into the relays' network namespaces"
+	command -v nsenter >/dev/null && command -v iptables >/dev/null || die "chaos needs nsenter and iptables on the host"
+	down >/dev/null 2>&1 || true # a run left behind by an interrupted one
+	[ -n "${CHAOS_KEEP:-}" ] || trap 'down' EXIT
+	up
+	local args=()
+	read -r -a args <<<"${CHAOS_ARGS:-}"
+	tnctl chaos -state "$run/testnet.json" -duration "${CHAOS_DURATION:-3m}" -converge-timeout "${CHAOS_CONVERGE:-2m}" "${args[@]}"
+}
+
 case "${1:-}" in
-up | down | logs | status) "$1" ;;
-*) die "usage: testnet.sh up|down|logs|status" ;;
+up | down | logs | status | chaos) "$1" ;;
+*) die "usage: testnet.sh up|down|logs|status|chaos" ;;
 esac
