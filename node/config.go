@@ -94,6 +94,10 @@ type PresenceConfig struct {
 	// federation on one LAN or one host (tests, the docker testnet) sets
 	// it.
 	AllowPrivateAddrs bool
+	// PublicWSURL is this relay's public WebSocket URL (ws:// or wss://),
+	// announced in presence snapshots so that other relays can send the
+	// nodes of a draining relay here. Default "" (not announced).
+	PublicWSURL string
 	// MaxRelays bounds the relays in the directory. Default 256.
 	MaxRelays int
 	// MaxNodesPerRelay bounds the nodes kept for one relay; announcements

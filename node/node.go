@@ -293,3 +293,8 @@ func (n *Node) NodeLeft(nodeID string) { n.presence.left(nodeID) }
 
 // RemoteNodes lists the node ids held by other relays, each once.
 func (n *Node) RemoteNodes() []string { return n.presence.dir.remoteNodes() }
+
+// RelayWSURLs lists the public WebSocket URLs other relays announce in
+// presence (--public-ws-url), sorted: where a draining relay sends its
+// nodes.
+func (n *Node) RelayWSURLs() []string { return n.presence.dir.wsURLs() }

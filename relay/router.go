@@ -143,6 +143,7 @@ type Router struct {
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id
 	localGen atomic.Uint64       // bumped on every change of nodes
+	draining atomic.Bool         // Drain was called; set with mu held (drain.go)
 	cache    nodesCache
 }
 
@@ -273,6 +274,10 @@ func (r *Router) Open(c Conn) *Session {
 		limiter: rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst),
 	}
 	r.metrics.Connections.Inc()
+	if r.draining.Load() {
+		c.Close(CloseTryAgain, drainReason)
+		return s
+	}
 	if id := c.Query("node_id"); len(id) > message.MaxIDLen || !utf8.ValidString(id) {
 		c.Close(ClosePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
 		return s
@@ -322,15 +327,21 @@ func (s *Session) Closed() {
 }
 
 // bind makes s the connection of node id; an older connection of the same
-// id on this relay is closed with CloseReplaced.
-func (r *Router) bind(s *Session, id string) {
+// id on this relay is closed with CloseReplaced. It reports false, and
+// closes the connection with CloseTryAgain, when the relay is draining.
+func (r *Router) bind(s *Session, id string) bool {
+	r.mu.Lock()
+	if r.draining.Load() {
+		r.mu.Unlock()
+		s.conn.Close(CloseTryAgain, drainReason)
+		return false
+	}
 	if s.resumeSince >= 0 && s.nodeID == "" {
 		// Live frames wait from the moment the node is visible.
 		s.replaying = true
 		s.replayingA.Store(true)
 		s.pendingResume = true
 	}
-	r.mu.Lock()
 	old := r.nodes[id]
 	r.nodes[id] = s
 	r.localGen.Add(1)
@@ -348,6 +359,7 @@ func (r *Router) bind(s *Session, id string) {
 		r.log.Info("node taken over by a newer connection", "node", id, "conn", old.conn.ID(), "remote", s.conn.RemoteAddr())
 		old.conn.Close(CloseReplaced, "replaced by a newer connection")
 	}
+	return true
 }
 
 // local returns the session bound to node id, or nil.
