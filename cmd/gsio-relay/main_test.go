@@ -168,8 +168,22 @@ var standalone = []string{"run", "--standalone", "--ws-listen", "127.0.0.1:0", "
 
 func TestVersion(t *testing.T) {
 	out, _, code := runCLI(t, nil, "version")
-	if code != 0 || strings.TrimSpace(out) == "" {
+	if code != 0 || strings.TrimSpace(out) == "" || strings.Contains(out, " ") {
 		t.Fatalf("version: exit %d, output %q", code, out)
+	}
+	long, _, code := runCLI(t, nil, "--version")
+	if code != 0 || long != "gsio-relay "+out {
+		t.Fatalf("--version: exit %d, output %q, want %q", code, long, "gsio-relay "+out)
+	}
+	for _, sh := range []string{"bash", "zsh"} {
+		script, _, code := runCLI(t, nil, "completion", sh)
+		if code != 0 || !strings.Contains(script, "--generate-bash-completion") {
+			t.Fatalf("completion %s: exit %d\n%s", sh, code, script)
+		}
+	}
+	cmds, _, _ := runCLI(t, nil, "--generate-bash-completion")
+	if !strings.Contains(cmds, "\ndrain\n") || !strings.Contains(cmds, "\ncompletion\n") {
+		t.Fatalf("completion of the commands: %q", cmds)
 	}
 }
 

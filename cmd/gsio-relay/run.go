@@ -146,6 +146,11 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	if err := checkAdmin(cfg.Admin); err != nil {
 		return err
 	}
+	if u := cfg.Node.Presence.PublicWSURL; u != "" {
+		if err := node.CheckWSURL(u); err != nil {
+			return fmt.Errorf("--public-ws-url %w", err)
+		}
+	}
 	// Every frame the WebSocket side accepts must fit the federation,
 	// with room for a relay-assigned message_id.
 	cfg.Node.MaxMessageSize = max(cfg.Node.MaxMessageSize, int(cfg.Transport.MaxMessageSize)+4<<10)
@@ -220,7 +225,9 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	src := &admin.RelaySource{Node: nd, Router: router, WS: ws, Version: version, Started: started}
-	adm, err := admin.New(cfg.Admin, admin.WithLogger(log), admin.WithSource(src), admin.WithMetrics(reg), admin.WithHistory(hist))
+	drain := newDrainer(router, nd, cfg.Node.Presence.PublicWSURL, log)
+	adm, err := admin.New(cfg.Admin, admin.WithLogger(log), admin.WithSource(src), admin.WithMetrics(reg),
+		admin.WithHistory(hist), admin.WithDrainer(drain))
 	if err != nil {
 		return stop(err)
 	}
@@ -240,6 +247,7 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	up.push("admin", adm.Close)
+	g.Go(func() error { return drain.wait(gctx) })
 	log.Info("relay up", "ws", ws.Addr().String(), "admin", adm.Addr().String(), "version", version)
 
 	// SIGHUP reloads the TLS certificate and key (they are also reloaded
@@ -250,6 +258,8 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	for done := false; !done; {
 		select {
 		case <-gctx.Done():
+			done = true
+		case <-drain.done:
 			done = true
 		case <-hup:
 			if err := ws.ReloadTLS(); err != nil {
