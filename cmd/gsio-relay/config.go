@@ -19,7 +19,7 @@ func envName(flag string) []string {
 
 // configFlag is --config, the optional TOML file whose keys are flag names.
 var configFlag = &cli.StringFlag{
-	Name:    "config",
+	Name:     "config",
 	Usage:    "TOML `FILE` whose keys are flag names (ws-listen = \"127.0.0.1:8787\"); SIGHUP reloads its limits (docs/OPERATIONS.md)",
 	EnvVars:  envName("config"),
 	Category: "Config file",
