@@ -72,18 +72,19 @@ func (r *Router) sawNode(id string, now time.Time) {
 // CodeRecipientUnknown when the recipient was not seen within MailboxTTL
 // (or mailboxes are off).
 func (r *Router) keep(env *message.Envelope, f *wsframe.Frame) string {
-	if r.cfg.MailboxMax <= 0 {
+	lim := r.limits.Load()
+	if lim.MailboxMax <= 0 {
 		return message.CodeRecipientUnknown
 	}
 	now := r.now()
 	m := &r.mail
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if t, ok := m.seen[env.Recipient]; !ok || now.Sub(t) > r.cfg.MailboxTTL {
+	if t, ok := m.seen[env.Recipient]; !ok || now.Sub(t) > lim.MailboxTTL {
 		return message.CodeRecipientUnknown
 	}
 	box := m.boxes[env.Recipient]
-	if len(box) >= r.cfg.MailboxMax || m.bytes+f.Len() > mailboxMaxBytes {
+	if len(box) >= lim.MailboxMax || m.bytes+f.Len() > mailboxMaxBytes {
 		return CodeMailboxFull
 	}
 	if m.boxes == nil {
@@ -148,7 +149,7 @@ func (r *Router) pollMailboxes() {
 		for id, box := range m.boxes {
 			// Expired messages go first.
 			n := 0
-			for n < len(box) && now.Sub(box[n].at) > r.cfg.MailboxTTL {
+			for n < len(box) && now.Sub(box[n].at) > r.limits.Load().MailboxTTL {
 				m.bytes -= box[n].f.Len()
 				n++
 			}
@@ -163,7 +164,7 @@ func (r *Router) pollMailboxes() {
 		}
 		if now.Sub(m.swept) > mailboxSeenExpiry {
 			for id, at := range m.seen {
-				if now.Sub(at) > r.cfg.MailboxTTL {
+				if now.Sub(at) > r.limits.Load().MailboxTTL {
 					delete(m.seen, id)
 				}
 			}

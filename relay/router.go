@@ -125,7 +125,8 @@ func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = n
 // federation.
 type Router struct {
 	cfg     Config
-	mesh    Mesh // nil: a relay alone
+	limits  atomic.Pointer[Limits] // the part of cfg SetLimits changes; read it, not cfg
+	mesh    Mesh                   // nil: a relay alone
 	log     *slog.Logger
 	metrics *Metrics
 	dedup   *ttlset.Set[dedupKey]
@@ -165,6 +166,8 @@ func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
 		dedup: ttlset.New[dedupKey](cfg.DedupSize, cfg.DedupTTL, nil),
 		now:   time.Now,
 	}
+	lim := limitsOf(cfg)
+	r.limits.Store(&lim)
 	for _, o := range opts {
 		o(r)
 	}
@@ -268,10 +271,11 @@ func (r *Router) Nodes() []string {
 // Open starts the session of a new connection and binds it to its
 // ?node_id= when it gave one. It never returns nil.
 func (r *Router) Open(c Conn) *Session {
+	lim := r.limits.Load()
 	s := &Session{
 		r:       r,
 		conn:    c,
-		limiter: rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst),
+		limiter: rate.NewLimiter(rate.Limit(lim.RateLimit), lim.RateBurst),
 	}
 	r.metrics.Connections.Inc()
 	if r.draining.Load() {

@@ -31,14 +31,18 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "gsio-relay")
-	// Relays run by the tests keep their identity (default --data-dir
-	// ~/.gsio-relay) in the temporary directory, not the user's home.
-	os.Setenv("HOME", dir)
+	// The build runs with the user's HOME: its build and module caches
+	// (GOCACHE, GOMODCACHE default under HOME). With the temporary HOME
+	// it rebuilt every dependency with -race, and fetched every module,
+	// on each run: minutes on a busy machine.
 	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build gsio-relay: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// Relays run by the tests keep their identity (default --data-dir
+	// ~/.gsio-relay) in the temporary directory, not the user's home.
+	os.Setenv("HOME", dir)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -45,6 +45,11 @@ type runConfig struct {
 
 	History        history.Config // Dir is <data-dir>/history
 	HistoryEnabled bool           // --history
+
+	// args and values: the command line and its flags' values, for
+	// SIGHUP (reload.go); nil args: SIGHUP reloads the TLS files only.
+	args   []string
+	values map[string]string
 }
 
 func defaultRunConfig() *runConfig {
@@ -74,6 +79,7 @@ func runCommand() *cli.Command {
 				return fmt.Errorf("run takes no arguments, got %q", c.Args().First())
 			}
 			flags.bind()
+			cfg.args, cfg.values = os.Args, flagValues(c, flags.flags)
 			log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 			if err != nil {
 				return err
@@ -251,7 +257,12 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	log.Info("relay up", "ws", ws.Addr().String(), "admin", adm.Addr().String(), "version", version)
 
 	// SIGHUP reloads the TLS certificate and key (they are also reloaded
-	// when their files change); connections are kept.
+	// when their files change) and the live limits of the configuration
+	// (reload.go); connections are kept.
+	var rl *reloader
+	if cfg.args != nil {
+		rl = &reloader{args: cfg.args, values: cfg.values, started: cfg, ws: ws, router: router, log: log}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -264,8 +275,11 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		case <-hup:
 			if err := ws.ReloadTLS(); err != nil {
 				log.Error("SIGHUP: TLS reload failed; the old certificate stays", "err", err)
-			} else {
+			} else if cfg.Transport.TLSCertFile != "" {
 				log.Info("SIGHUP: TLS certificate reloaded")
+			}
+			if rl != nil {
+				rl.reload()
 			}
 		}
 	}
