@@ -214,7 +214,7 @@ type RelayServiceConfig struct {
 	// (IPv6 only), 16 circuits per peer, reservations of 1 h) except
 	// Limit: a circuit is reset after 10 min or 8 MiB in either direction
 	// (go-libp2p: 2 min, 128 KiB, enough to coordinate a hole punch but not
-	// for one 1 MiB GSIO message: see README "Running a public relay"). The
+	// for one 1 MiB GSIO message: see docs/NAT.md). The
 	// data limit counts the relayed stream, so the peers' own encryption
 	// and muxing are included. A peer holds at most one reservation (a
 	// refresh replaces it): that is the per-peer limit, fixed by the
