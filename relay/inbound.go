@@ -182,7 +182,7 @@ func (r *Router) answerNodeList(s *Session, env *message.Envelope) {
 	if s.nodeLists == nil {
 		s.nodeLists = rate.NewLimiter(20, 20)
 	}
-	if !s.nodeLists.Allow() {
+	if !s.nodeLists.AllowN(r.now(), 1) {
 		r.refuse(s, env, DropRateLimited, message.CodeRateLimited,
 			"NodeListRequest is answered at most 20 times a second")
 		return

@@ -143,11 +143,13 @@ func drainCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "draining %s: %d nodes told to move to %d other relays, deadline %s\n",
-				cl.URL(), st.Told, len(st.Relays), st.Deadline.Local().Format(time.TimeOnly))
-			if len(st.Relays) == 0 {
-				fmt.Fprintln(w, "no other relay announces --public-ws-url: the nodes reconnect by their own lists")
+			w, quiet := c.App.Writer, c.Bool("quiet")
+			if !quiet {
+				fmt.Fprintf(w, "draining %s: %d nodes told to move to %d other relays, deadline %s\n",
+					cl.URL(), st.Told, len(st.Relays), st.Deadline.Local().Format(time.TimeOnly))
+				if len(st.Relays) == 0 {
+					fmt.Fprintln(w, "no other relay announces --public-ws-url: the nodes reconnect by their own lists")
+				}
 			}
 			start, last := time.Now(), -1
 			for {
@@ -162,7 +164,7 @@ func drainCommand() *cli.Command {
 					fmt.Fprintf(w, "drained after %v: %d nodes left; the relay exits\n", time.Since(start).Round(100*time.Millisecond), st.Nodes)
 					return nil
 				}
-				if st.Nodes != last && !c.Bool("quiet") {
+				if st.Nodes != last && !quiet {
 					fmt.Fprintf(w, "%d nodes left, %v to the deadline\n", st.Nodes, time.Until(st.Deadline).Round(time.Second))
 					last = st.Nodes
 				}
