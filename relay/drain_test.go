@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,5 +40,38 @@ func TestRouterDrain(t *testing.T) {
 	b.expectNone(t)
 	if n := r.LocalCount(); n != 2 {
 		t.Fatalf("LocalCount %d", n)
+	}
+}
+
+// TestRouterSetLimits: a new broadcast limit applies to the next message,
+// a new rate to the next connection; an invalid set changes nothing.
+func TestRouterSetLimits(t *testing.T) {
+	r := newRouter(t, nil, nil)
+	a, b := open(t, r, "node_id=a"), open(t, r, "node_id=b")
+	big := `{"x":"` + strings.Repeat("y", 2000) + `"}`
+	a.send("EntryAnnounce", "e1", "a", "", big)
+	b.expectOne(t, "EntryAnnounce")
+	lim := r.Limits()
+	lim.MaxBroadcastSize, lim.RateLimit, lim.RateBurst = 1024, 1, 1
+	if err := r.SetLimits(lim); err != nil {
+		t.Fatal(err)
+	}
+	a.send("EntryAnnounce", "e2", "a", "", big)
+	if m := a.expectOne(t, "RelayError"); !strings.Contains(string(m.Payload), "too_large") {
+		t.Fatalf("got %s", m.Payload)
+	}
+	c := open(t, r, "node_id=c")
+	c.send("EntryAnnounce", "c1", "c", "", `{}`)
+	c.send("EntryAnnounce", "c2", "c", "", `{}`) // over the new rate of 1/s, burst 1
+	if m := c.expectOne(t, "RelayError"); !strings.Contains(string(m.Payload), "rate_limited") {
+		t.Fatalf("got %s", m.Payload)
+	}
+	bad := lim
+	bad.MaxBroadcastSize = r.cfg.MaxDirectSize + 1
+	if err := r.SetLimits(bad); err == nil || !strings.Contains(err.Error(), "needs a restart") {
+		t.Fatalf("a broadcast limit above the start's: %v", err)
+	}
+	if r.Limits() != lim {
+		t.Fatalf("a refused set changed the limits: %+v", r.Limits())
 	}
 }
