@@ -57,7 +57,7 @@ adversary:
 	cat $$report; rm -f $$report; \
 	if [ $$ok = 0 ]; then grep -B2 -A20 -- '--- FAIL' $$log | head -80; rm -f $$log; exit 1; fi; rm -f $$log
 
-# --- Docker image and testnet (README "Docker", "Testnet") ---
+# --- Docker image (docs/OPERATIONS.md "Docker") and testnet (README "Testnet") ---
 # The image is FROM scratch around the static binary built here: nothing is
 # pulled from a registry. Tags: gsio-relay:dev and gsio-relay:<version>.
 IMAGE      ?= gsio-relay

@@ -123,6 +123,7 @@ type Server struct {
 	gatherer    prometheus.Gatherer
 	ready       []func() error
 	extra       []route
+	drainer     Drainer // nil: no /api/v1/drain
 	sampleEvery time.Duration
 	token       bearer.Token
 	mux         *http.ServeMux
@@ -331,6 +332,9 @@ func (s *Server) routes() {
 			m.Handle("GET /ui/", uiHandler())
 		}
 	}
+	if s.drainer != nil {
+		s.drainRoutes(m)
+	}
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{"no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
@@ -346,6 +350,8 @@ const index = `gsio-relay admin API
   GET /api/v1/topics        GossipSub topics and their peers
   GET /api/v1/reservations  circuit relay v2 reservations
   GET /api/v1/mesh          the whole federation, swept over /gsio/inspect/1.0.0
+  POST /api/v1/drain        drain: move the nodes to other relays, then exit
+  GET /api/v1/drain         the drain's state
   GET /ui                   the federation as a live picture (?token=TOKEN)
   GET /metrics              Prometheus metrics
   GET /healthz              200 while the process runs

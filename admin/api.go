@@ -19,6 +19,7 @@ type Info struct {
 	WebSocket      string    `json:"websocket"`       // WebSocket listener host:port
 	Ready          bool      `json:"ready"`           // what /readyz says
 	NotReady       string    `json:"not_ready,omitempty"`
+	Draining       bool      `json:"draining"` // gsio-relay drain: no new nodes, the relay exits soon
 	Counts         Counts    `json:"counts"`
 }
 

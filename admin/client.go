@@ -151,6 +151,11 @@ func (c *Client) get(ctx context.Context, path string) (*http.Response, []byte, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin request %s: %w", path, err)
 	}
+	return c.do(req)
+}
+
+// do sends req with the token and reads the response.
+func (c *Client) do(req *http.Request) (*http.Response, []byte, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}

@@ -71,10 +71,13 @@ func (s *RelaySource) init() {
 	})
 }
 
-// Ready: the WebSocket listener serves, and when bootstrap peers are
-// configured, at least one federation peer (a bootstrap peer or a relay
-// in the presence directory) is connected.
+// Ready: the relay is not draining, the WebSocket listener serves, and
+// when bootstrap peers are configured, at least one federation peer (a
+// bootstrap peer or a relay in the presence directory) is connected.
 func (s *RelaySource) Ready() error {
+	if s.Router.Draining() {
+		return errors.New("draining: the relay takes no new nodes")
+	}
 	if !s.WS.Ready() {
 		return errors.New("websocket listener not serving")
 	}
@@ -113,6 +116,7 @@ func (s *RelaySource) Info() Info {
 	} else {
 		info.Ready = true
 	}
+	info.Draining = s.Router.Draining()
 	info.Counts.Connections = s.WS.Conns()
 	info.Counts.LocalNodes = len(s.Router.LocalNodes())
 	info.Counts.FederationNodes = len(s.Router.Nodes())

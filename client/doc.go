@@ -13,8 +13,9 @@
 // with each consecutive failure, drawn uniformly from [d/2, d] so that the
 // nodes of a dead relay do not reconnect in step; a connection that lasted
 // 10 s resets it. A relay that drains (RelayDraining, payload
-// {"urls":[...]}) adds its peers' URLs to the list and the client moves to
-// one of them at random. What no retry can fix stops the client, with the
+// {"urls":[...],"deadline_ms":T}, docs/CLIENT.md "Drain") adds its peers'
+// URLs to the list and the client moves to one of them at random, at once
+// (within BackoffMin), resuming with since_ms when Resume is on. What no retry can fix stops the client, with the
 // error in Err: a refused proof or token (close 4001, HTTP 401/403,
 // ErrAuthFailed), an expired token without a token source (4002,
 // ErrTokenExpired), and a newer connection of the same node id (4000,

@@ -77,8 +77,8 @@ func (c Config) validate() error {
 	if c.Dir == "" {
 		errs = append(errs, errors.New("history: Dir is required"))
 	}
-	check(c.Retention > 0, "Retention", c.Retention)
-	check(c.MaxBytes > 0, "MaxBytes", c.MaxBytes)
+	check(c.Retention > 0, "--history-retention", c.Retention)
+	check(c.MaxBytes > 0, "--history-max-bytes", c.MaxBytes)
 	check(c.BatchSize > 0, "BatchSize", c.BatchSize)
 	check(c.FlushInterval > 0, "FlushInterval", c.FlushInterval)
 	check(c.QueueLen > 0, "QueueLen", c.QueueLen)

@@ -95,6 +95,10 @@ type PresenceConfig struct {
 	// federation on one LAN or one host (tests, the docker testnet) sets
 	// it.
 	AllowPrivateAddrs bool
+	// PublicWSURL is this relay's public WebSocket URL (ws:// or wss://),
+	// announced in presence snapshots so that other relays can send the
+	// nodes of a draining relay here. Default "" (not announced).
+	PublicWSURL string
 	// MaxRelays bounds the relays in the directory. Default 256.
 	MaxRelays int
 	// MaxNodesPerRelay bounds the nodes kept for one relay; announcements
@@ -211,7 +215,7 @@ type RelayServiceConfig struct {
 	// (IPv6 only), 16 circuits per peer, reservations of 1 h) except
 	// Limit: a circuit is reset after 10 min or 8 MiB in either direction
 	// (go-libp2p: 2 min, 128 KiB, enough to coordinate a hole punch but not
-	// for one 1 MiB GSIO message: see README "Running a public relay"). The
+	// for one 1 MiB GSIO message: see docs/NAT.md). The
 	// data limit counts the relayed stream, so the peers' own encryption
 	// and muxing are included. A peer holds at most one reservation (a
 	// refresh replaces it): that is the per-peer limit, fixed by the

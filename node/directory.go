@@ -2,6 +2,7 @@ package node
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ type relayEntry struct {
 	lastSeen time.Time
 	expiry   time.Duration
 	addrs    []ma.Multiaddr
+	wsURL    string               // the public WebSocket URL of its last snapshot; "" none
 	nodes    map[string]int64     // held nodes: a key id's proof ts, 0 for other ids
 	left     map[string]time.Time // nodes that left recently
 	snap     *snapAssembly
@@ -257,12 +259,15 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 		for id := range e.nodes {
 			d.removeLocked(r, e, id, now, true)
 		}
-		e.epoch, e.seq, e.snap, e.over = p.Epoch, 0, nil, false
+		e.epoch, e.seq, e.snap, e.over, e.wsURL = p.Epoch, 0, nil, false, ""
 	}
 	e.lastSeen = now
 	e.expiry = d.expiryFor(p.IntervalMS)
 	if len(addrs) > 0 {
 		e.addrs = addrs
+	}
+	if p.Type == presenceSnapshot {
+		e.wsURL = p.WSURL
 	}
 	refused := 0
 	if p.Seq > e.seq {
@@ -498,4 +503,19 @@ func (d *directory) snapshot() map[peer.ID][]string {
 		out[r] = ids
 	}
 	return out
+}
+
+// wsURLs returns the public WebSocket URLs the relays in the directory
+// announce (relays without one left out), sorted.
+func (d *directory) wsURLs() []string {
+	d.mu.Lock()
+	out := make([]string, 0, len(d.relays))
+	for _, e := range d.relays {
+		if e.wsURL != "" {
+			out = append(out, e.wsURL)
+		}
+	}
+	d.mu.Unlock()
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -159,10 +159,35 @@ func TestParsePresence(t *testing.T) {
 		"addr":       {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"addrs":["1.2.3.4:5"],"nodes":[]}`, "bad_addr"},
 		"parts":      {`{"type":"join","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"parts":2,"nodes":[]}`, "bad_parts"},
 		"part":       {`{"type":"snapshot","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"part":2,"parts":2,"nodes":[]}`, "bad_parts"},
+		"ws_url":     {`{"type":"snapshot","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"ws_url":"http://x/ws","nodes":[]}`, "bad_ws_url"},
+		"long ws":    {`{"type":"snapshot","relay":"` + relay + `","epoch":1,"seq":1,"interval_ms":1,"ws_url":"wss://` + strings.Repeat("x", 600) + `","nodes":[]}`, "bad_ws_url"},
 	} {
 		if _, _, _, reason := parsePresence([]byte(tc.data), maxSize); reason != tc.reason {
 			t.Errorf("%s: reason %q, want %q", name, reason, tc.reason)
 		}
+	}
+}
+
+// TestDirectoryWSURLs: a snapshot's ws_url is kept per relay, replaced by
+// the next snapshot and forgotten when the relay restarts.
+func TestDirectoryWSURLs(t *testing.T) {
+	d := testDir(t, nil)
+	a, b := randPeer(t), randPeer(t)
+	now := time.Now()
+	snap := func(epoch int64, seq uint64, u string) *presenceMessage {
+		m := pm(presenceSnapshot, epoch, seq)
+		m.WSURL = u
+		return m
+	}
+	d.apply(a, snap(1, 1, "wss://a.example/ws"), nil, false, now)
+	d.apply(b, snap(1, 1, ""), nil, false, now)
+	if got := d.wsURLs(); !slices.Equal(got, []string{"wss://a.example/ws"}) {
+		t.Fatalf("urls %v", got)
+	}
+	d.apply(b, snap(1, 2, "ws://b.example:8787/ws"), nil, false, now)
+	d.apply(a, pm(presenceJoin, 2, 1, "n"), nil, false, now) // a restarted without a URL so far
+	if got := d.wsURLs(); !slices.Equal(got, []string{"ws://b.example:8787/ws"}) {
+		t.Fatalf("urls after a's restart %v", got)
 	}
 }
 

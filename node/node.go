@@ -315,3 +315,8 @@ func (n *Node) RemoteNodes() []string { return n.presence.dir.remoteNodes() }
 // ClosePeer closes every connection to p (a bootstrap peer is then
 // redialled; a connection gater may refuse it).
 func (n *Node) ClosePeer(p peer.ID) error { return n.host.Network().ClosePeer(p) }
+
+// RelayWSURLs lists the public WebSocket URLs other relays announce in
+// presence (--public-ws-url), sorted: where a draining relay sends its
+// nodes.
+func (n *Node) RelayWSURLs() []string { return n.presence.dir.wsURLs() }

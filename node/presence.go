@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,8 @@ const (
 	// proofJSONBytes bounds the JSON of one proof in presence (relay id,
 	// 43-byte nonce, ts, 86-byte sig and the keys).
 	proofJSONBytes = 400
+	// maxWSURLLen bounds the ws_url of one presence message.
+	maxWSURLLen = 512
 )
 
 // presenceMessage is the JSON carried on the presence topic
@@ -56,6 +59,9 @@ type presenceMessage struct {
 	// Proofs: for each key id in Nodes (snapshot, join), the node's proof
 	// that it bound to this relay (docs/PROTOCOL.md 5.5).
 	Proofs map[string]nodeauth.Proof `json:"proofs,omitempty"`
+	// WSURL: snapshot: the relay's public WebSocket URL (--public-ws-url),
+	// given to the nodes of a draining relay (docs/PROTOCOL.md 5.1).
+	WSURL string `json:"ws_url,omitempty"`
 }
 
 // presence owns the presence topic and the directory built from it. It
@@ -150,6 +156,9 @@ func parsePresence(data []byte, maxSize int) (*presenceMessage, peer.ID, []ma.Mu
 	}
 	if len(p.Addrs) > maxAddrsPerRelay {
 		return nil, "", nil, "too_many_addrs"
+	}
+	if p.WSURL != "" && CheckWSURL(p.WSURL) != nil {
+		return nil, "", nil, "bad_ws_url"
 	}
 	addrs := make([]ma.Multiaddr, 0, len(p.Addrs))
 	for _, s := range p.Addrs {
@@ -380,6 +389,7 @@ func (p *presence) presenceLoop() {
 			msg := &presenceMessage{
 				Type: presenceSnapshot, Relay: p.self.String(), Epoch: p.epoch, Seq: seq,
 				IntervalMS: interval.Milliseconds(), Addrs: addrs, Nodes: c, Proofs: proofsOf(c, proofs),
+				WSURL: p.cfg.Presence.PublicWSURL,
 			}
 			if len(chunks) > 1 {
 				msg.Part, msg.Parts = i, len(chunks)
@@ -506,4 +516,21 @@ func chunkNodes(ids []string, maxSize int) [][]string {
 
 func (p *presenceMessage) String() string {
 	return fmt.Sprintf("%s relay=%s epoch=%d seq=%d nodes=%d", p.Type, p.Relay, p.Epoch, p.Seq, len(p.Nodes))
+}
+
+// CheckWSURL accepts a relay's public WebSocket URL: ws:// or wss:// with
+// a host, no user info or fragment, valid UTF-8, at most 512 bytes
+// (--public-ws-url, and the ws_url of presence).
+func CheckWSURL(s string) error {
+	if len(s) > maxWSURLLen || !utf8.ValidString(s) {
+		return fmt.Errorf("%.64q: at most %d bytes of UTF-8", s, maxWSURLLen)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	if (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("%q: want ws://HOST[:PORT][/PATH] or wss://…", s)
+	}
+	return nil
 }

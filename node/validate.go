@@ -40,6 +40,11 @@ func (c Config) validate() error {
 	if p := c.Presence; p.Interval < minPresenceInterval || p.Interval > maxPresenceInterval {
 		bad("presence-interval", "%v: must be within [%v, %v]", p.Interval, minPresenceInterval, maxPresenceInterval)
 	}
+	if u := c.Presence.PublicWSURL; u != "" {
+		if err := CheckWSURL(u); err != nil {
+			bad("public-ws-url", "%v", err)
+		}
+	}
 	if c.Presence.Missed < 2 {
 		bad("presence-missed", "%d: at least 2", c.Presence.Missed)
 	}

@@ -62,7 +62,9 @@ func (r *Router) openAuth(s *Session) bool {
 	case r.cfg.NodeAuth == AuthRequired:
 		// The id must be proven by a token in the first message.
 	default:
-		r.bind(s, id)
+		if !r.bind(s, id) {
+			return false
+		}
 	}
 	if s.nodeID == "" {
 		s.auth.bindTimer = time.AfterFunc(r.cfg.BindTimeout, s.bindTimedOut)
@@ -130,8 +132,7 @@ func (r *Router) admitSender(s *Session, env *message.Envelope) bool {
 			"a key id binds only with proof: connect with ?node_id=<key id> and answer the challenge")
 		return false
 	}
-	r.bind(s, env.Sender)
-	return true
+	return r.bind(s, env.Sender)
 }
 
 // refuse drops a frame and tells its sender why.
@@ -195,8 +196,9 @@ func (r *Router) nodeAuth(s *Session, env *message.Envelope) {
 	}
 	s.auth.challenge = nil
 	s.auth.proof = &proof
-	r.bind(s, s.auth.keyID)
-	r.authOK(s)
+	if r.bind(s, s.auth.keyID) {
+		r.authOK(s)
+	}
 }
 
 // proofTS is the ts of the bound key proof, or 0.
@@ -241,8 +243,8 @@ func (r *Router) bindToken(s *Session, want, token string) bool {
 		s.conn.Close(CloseTokenExpired, "token expired")
 	})
 	s.auth.challenge = nil
-	if s.nodeID == "" {
-		r.bind(s, claims.Sub)
+	if s.nodeID == "" && !r.bind(s, claims.Sub) {
+		return false
 	}
 	r.authOK(s)
 	return true

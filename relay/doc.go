@@ -15,6 +15,12 @@
 //	-> gossip -> remote node subscription loop -> relay outbound delivery
 //	(outbound.go) -> transport send -> write pump.
 //
+// Drain (drain.go): Drain sends every bound node RelayDraining and makes
+// Open and bind refuse new nodes (close 1013); the draining flag is set
+// with Router.mu held, so no node binds after the nodes are told. Limits
+// (limits.go) are the settings that change while the router runs
+// (SetLimits, on SIGHUP): an atomic pointer read on each use, never cfg.
+//
 // Shared state: Router.mu guards the table of bound local nodes. Mesh
 // NodeJoined/NodeLeft are called with Router.mu held so that the federation
 // sees joins and leaves in order; the Mesh must not call back into the

@@ -45,10 +45,10 @@ func (s *Session) Frame(data []byte) {
 	if !r.admitSender(s, &env) {
 		return
 	}
-	if env.Broadcast() && len(data) > r.cfg.MaxBroadcastSize {
+	if maxb := r.limits.Load().MaxBroadcastSize; env.Broadcast() && len(data) > maxb {
 		// The transport admits frames up to the direct-message size.
 		r.refuse(s, &env, DropInvalid, message.CodeTooLarge, fmt.Sprintf(
-			"a broadcast may be at most %d bytes; only direct messages may be larger", r.cfg.MaxBroadcastSize))
+			"a broadcast may be at most %d bytes; only direct messages may be larger", maxb))
 		return
 	}
 	if env.ID == "" {
@@ -90,7 +90,7 @@ func (r *Router) admit(s *Session, data []byte) bool {
 	}
 	s.refused++
 	r.metrics.drop(DropRateLimited)
-	if float64(s.refused) > r.cfg.RateLimit {
+	if float64(s.refused) > r.limits.Load().RateLimit {
 		r.metrics.Errors.WithLabelValues("flooding").Inc()
 		r.log.Info("closing flooding connection", "conn", s.conn.ID(), "remote", s.conn.RemoteAddr())
 		s.conn.Close(ClosePolicy, "flooding")
@@ -145,7 +145,7 @@ func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
 	if r.mesh != nil && r.mesh.Direct(env) {
 		now := r.now()
 		r.sawNode(env.Recipient, now) // held somewhere: it may get a mailbox later
-		if r.cfg.MailboxMax > 0 {
+		if r.limits.Load().MailboxMax > 0 {
 			r.inflight.add(env, f, now) // a NACK puts it in the mailbox (inflight.go)
 		}
 		r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)

@@ -80,18 +80,19 @@ func (r *Router) keep(env *message.Envelope, f *wsframe.Frame) string {
 // that comes back from the mesh (a NACK) takes its place in the mailbox by
 // that time, before messages kept after it was sent.
 func (r *Router) keepAt(env *message.Envelope, f *wsframe.Frame, sent time.Time) string {
-	if r.cfg.MailboxMax <= 0 {
+	lim := r.limits.Load()
+	if lim.MailboxMax <= 0 {
 		return message.CodeRecipientUnknown
 	}
 	now := r.now()
 	m := &r.mail
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if t, ok := m.seen[env.Recipient]; !ok || now.Sub(t) > r.cfg.MailboxTTL {
+	if t, ok := m.seen[env.Recipient]; !ok || now.Sub(t) > lim.MailboxTTL {
 		return message.CodeRecipientUnknown
 	}
 	box := m.boxes[env.Recipient]
-	if len(box) >= r.cfg.MailboxMax || m.bytes+f.Len() > mailboxMaxBytes {
+	if len(box) >= lim.MailboxMax || m.bytes+f.Len() > mailboxMaxBytes {
 		return CodeMailboxFull
 	}
 	if m.boxes == nil {
@@ -160,7 +161,7 @@ func (r *Router) pollMailboxes() {
 		for id, box := range m.boxes {
 			// Expired messages go first.
 			n := 0
-			for n < len(box) && now.Sub(box[n].at) > r.cfg.MailboxTTL {
+			for n < len(box) && now.Sub(box[n].at) > r.limits.Load().MailboxTTL {
 				m.bytes -= box[n].f.Len()
 				n++
 			}
@@ -175,7 +176,7 @@ func (r *Router) pollMailboxes() {
 		}
 		if now.Sub(m.swept) > mailboxSeenExpiry {
 			for id, at := range m.seen {
-				if now.Sub(at) > r.cfg.MailboxTTL {
+				if now.Sub(at) > r.limits.Load().MailboxTTL {
 					delete(m.seen, id)
 				}
 			}

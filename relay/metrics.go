@@ -89,6 +89,7 @@ type Metrics struct {
 	DedupHits   prometheus.Counter     // duplicate messages dropped
 	MailboxIn   prometheus.Counter     // direct messages kept for an absent recipient
 	MailboxKept prometheus.Gauge       // bytes of messages in mailboxes
+	Draining    prometheus.Gauge       // 1 once the relay drains
 
 	in, out           [len(metricTypes)][len(metricRoutes)]prometheus.Counter
 	bytesIn, bytesOut [len(metricRoutes)]prometheus.Counter
@@ -129,6 +130,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gsio_relay_mailbox_bytes", Help: "Bytes of direct messages waiting in mailboxes."}),
 		DedupHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gsio_relay_dedup_hits_total", Help: "Duplicate (sender_id, message_id) messages dropped."}),
+		Draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gsio_relay_draining", Help: "1 while the relay drains (gsio-relay drain): it takes no new nodes and asks its nodes to move."}),
 		dropped: make(map[string]prometheus.Counter, len(dropReasons)),
 	}
 	for i, t := range metricTypes {
@@ -145,7 +148,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.dropped[reason] = m.Dropped.WithLabelValues(reason)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.LocalNodes, m.In, m.Out, m.BytesIn, m.BytesOut, m.Dropped, m.Errors, m.DedupHits, m.MailboxIn, m.MailboxKept)
+		reg.MustRegister(m.Connections, m.LocalNodes, m.In, m.Out, m.BytesIn, m.BytesOut, m.Dropped, m.Errors, m.DedupHits, m.MailboxIn, m.MailboxKept, m.Draining)
 	}
 	return m
 }

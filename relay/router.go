@@ -125,7 +125,8 @@ func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = n
 // federation.
 type Router struct {
 	cfg     Config
-	mesh    Mesh // nil: a relay alone
+	limits  atomic.Pointer[Limits] // the part of cfg SetLimits changes; read it, not cfg
+	mesh    Mesh                   // nil: a relay alone
 	log     *slog.Logger
 	metrics *Metrics
 	dedup   *ttlset.Set[dedupKey]
@@ -144,6 +145,7 @@ type Router struct {
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id
 	localGen atomic.Uint64       // bumped on every change of nodes
+	draining atomic.Bool         // Drain was called; set with mu held (drain.go)
 	cache    nodesCache
 }
 
@@ -165,6 +167,8 @@ func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
 		dedup: ttlset.New[dedupKey](cfg.DedupSize, cfg.DedupTTL, nil),
 		now:   time.Now,
 	}
+	lim := limitsOf(cfg)
+	r.limits.Store(&lim)
 	for _, o := range opts {
 		o(r)
 	}
@@ -268,12 +272,17 @@ func (r *Router) Nodes() []string {
 // Open starts the session of a new connection and binds it to its
 // ?node_id= when it gave one. It never returns nil.
 func (r *Router) Open(c Conn) *Session {
+	lim := r.limits.Load()
 	s := &Session{
 		r:       r,
 		conn:    c,
-		limiter: rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst),
+		limiter: rate.NewLimiter(rate.Limit(lim.RateLimit), lim.RateBurst),
 	}
 	r.metrics.Connections.Inc()
+	if r.draining.Load() {
+		c.Close(CloseTryAgain, drainReason)
+		return s
+	}
 	if id := c.Query("node_id"); len(id) > message.MaxIDLen || !utf8.ValidString(id) {
 		c.Close(ClosePolicy, "node_id must be valid UTF-8 of at most 256 bytes")
 		return s
@@ -323,15 +332,21 @@ func (s *Session) Closed() {
 }
 
 // bind makes s the connection of node id; an older connection of the same
-// id on this relay is closed with CloseReplaced.
-func (r *Router) bind(s *Session, id string) {
+// id on this relay is closed with CloseReplaced. It reports false, and
+// closes the connection with CloseTryAgain, when the relay is draining.
+func (r *Router) bind(s *Session, id string) bool {
+	r.mu.Lock()
+	if r.draining.Load() {
+		r.mu.Unlock()
+		s.conn.Close(CloseTryAgain, drainReason)
+		return false
+	}
 	if s.resumeSince >= 0 && s.nodeID == "" {
 		// Live frames wait from the moment the node is visible.
 		s.replaying = true
 		s.replayingA.Store(true)
 		s.pendingResume = true
 	}
-	r.mu.Lock()
 	old := r.nodes[id]
 	r.nodes[id] = s
 	r.localGen.Add(1)
@@ -349,6 +364,7 @@ func (r *Router) bind(s *Session, id string) {
 		r.log.Info("node taken over by a newer connection", "node", id, "conn", old.conn.ID(), "remote", s.conn.RemoteAddr())
 		old.conn.Close(CloseReplaced, "replaced by a newer connection")
 	}
+	return true
 }
 
 // local returns the session bound to node id, or nil.

@@ -130,7 +130,9 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
-// validate checks a Config that has its defaults filled in.
+// validate checks a Config that has its defaults filled in. Its errors
+// name the fields by their `gsio-relay run` flags (Config's comments name
+// each).
 func (cfg *Config) validate() error {
 	var errs []error
 	neg := func(name string, v int64) {
@@ -138,35 +140,35 @@ func (cfg *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", name, v))
 		}
 	}
-	neg("MaxMessageSize", cfg.MaxMessageSize)
-	neg("MaxConns", int64(cfg.MaxConns))
-	neg("MaxConnsPerIP", int64(cfg.MaxConnsPerIP))
-	neg("SendQueueFrames", int64(cfg.SendQueueFrames))
-	neg("SendQueueBytes", int64(cfg.SendQueueBytes))
-	neg("ReadBufferSize", int64(cfg.ReadBufferSize))
-	neg("LargeMessageThreshold", cfg.LargeMessageThreshold)
-	neg("LargeMessageBudget", cfg.LargeMessageBudget)
+	neg("--max-direct-size (the read limit)", cfg.MaxMessageSize)
+	neg("--max-conns", int64(cfg.MaxConns))
+	neg("--max-conns-per-ip", int64(cfg.MaxConnsPerIP))
+	neg("--send-queue", int64(cfg.SendQueueFrames))
+	neg("--send-queue-bytes", int64(cfg.SendQueueBytes))
+	neg("read buffer size", int64(cfg.ReadBufferSize))
+	neg("--max-message-size (the large-message threshold)", cfg.LargeMessageThreshold)
+	neg("--large-message-budget", cfg.LargeMessageBudget)
 	negDur := func(name string, v time.Duration) {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", name, v))
 		}
 	}
-	negDur("PingInterval", cfg.PingInterval)
-	negDur("PongTimeout", cfg.PongTimeout)
-	negDur("WriteTimeout", cfg.WriteTimeout)
-	negDur("ReadHeaderTimeout", cfg.ReadHeaderTimeout)
-	negDur("HandshakeTimeout", cfg.HandshakeTimeout)
+	negDur("--ping-interval", cfg.PingInterval)
+	negDur("--pong-timeout", cfg.PongTimeout)
+	negDur("--write-timeout", cfg.WriteTimeout)
+	negDur("--read-header-timeout", cfg.ReadHeaderTimeout)
+	negDur("handshake timeout", cfg.HandshakeTimeout)
 	if cfg.PingInterval > 0 && cfg.PongTimeout > 0 && cfg.PongTimeout <= cfg.PingInterval {
-		errs = append(errs, fmt.Errorf("PongTimeout (%s) must be longer than PingInterval (%s)", cfg.PongTimeout, cfg.PingInterval))
+		errs = append(errs, fmt.Errorf("--pong-timeout (%s) must be longer than --ping-interval (%s)", cfg.PongTimeout, cfg.PingInterval))
 	}
 	if cfg.MaxMessageSize > 0 && cfg.SendQueueBytes > 0 && int64(cfg.SendQueueBytes) < cfg.MaxMessageSize {
-		errs = append(errs, fmt.Errorf("SendQueueBytes (%d) must be at least MaxMessageSize (%d), or one large frame makes a slow consumer", cfg.SendQueueBytes, cfg.MaxMessageSize))
+		errs = append(errs, fmt.Errorf("--send-queue-bytes (%d) must be at least the largest message (%d, --max-direct-size), or one large frame makes a slow consumer", cfg.SendQueueBytes, cfg.MaxMessageSize))
 	}
 	if cfg.MaxConns > 0 && cfg.MaxConnsPerIP > cfg.MaxConns {
-		errs = append(errs, fmt.Errorf("MaxConnsPerIP (%d) must not exceed MaxConns (%d)", cfg.MaxConnsPerIP, cfg.MaxConns))
+		errs = append(errs, fmt.Errorf("--max-conns-per-ip (%d) must not exceed --max-conns (%d)", cfg.MaxConnsPerIP, cfg.MaxConns))
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-		errs = append(errs, errors.New("TLSCertFile and TLSKeyFile must be set together"))
+		errs = append(errs, errors.New("--ws-tls-cert and --ws-tls-key must be set together"))
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if _, err := normalizeOrigin(o); err != nil {
@@ -174,7 +176,7 @@ func (cfg *Config) validate() error {
 		}
 	}
 	if _, err := clientip.New(cfg.TrustedProxies); err != nil {
-		errs = append(errs, fmt.Errorf("TrustedProxies (--trusted-proxies): %w", err))
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("transport: invalid config: %w", err)

@@ -96,8 +96,8 @@ func (c *Conn) Send(f *wsframe.Frame) error {
 		c.mu.Unlock()
 		return ErrClosing
 	}
-	cfg := &c.srv.cfg
-	if len(c.queue) >= cfg.SendQueueFrames || c.queueBytes+f.Len() > cfg.SendQueueBytes {
+	lim := c.srv.limits.Load()
+	if len(c.queue) >= lim.SendQueueFrames || c.queueBytes+f.Len() > lim.SendQueueBytes {
 		frames, bytes := len(c.queue), c.queueBytes
 		c.slowConsumerLocked()
 		c.mu.Unlock()
@@ -402,7 +402,7 @@ func (s *Server) readMessage(r io.Reader, b []byte) (msg []byte, large int64, er
 func (s *Server) reserveLarge(n int64) bool {
 	for {
 		cur := s.large.Load()
-		if cur+n > s.cfg.LargeMessageBudget {
+		if cur+n > s.limits.Load().LargeMessageBudget {
 			return false
 		}
 		if s.large.CompareAndSwap(cur, cur+n) {

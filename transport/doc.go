@@ -3,7 +3,10 @@
 // while a connection has frames queued, and every per-connection limit
 // (size, UTF-8, binary, keepalive, deadlines, send queue, connection counts,
 // Origin, auth token), the client's address behind trusted proxies, and the
-// wss certificate.
+// wss certificate. The limits that may change while the server runs
+// (limits.go: connection counts, send queue, read limit of new
+// connections, large-message budget) are behind an atomic pointer that
+// SetLimits replaces; they are read from it, never from the Config.
 //
 // It knows nothing of GSIO: the Handler (cmd wires relay.Router.Open) gets
 // each new connection and returns the Session that takes its text frames;

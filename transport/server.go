@@ -27,6 +27,7 @@ var ErrClosed = errors.New("transport: server closed")
 // Server is the WebSocket listener and the set of its connections.
 type Server struct {
 	cfg       Config
+	limits    atomic.Pointer[Limits] // the part of cfg SetLimits changes; read it, not cfg
 	h         Handler
 	log       *slog.Logger
 	m         *Metrics
@@ -91,6 +92,8 @@ func New(cfg Config, h Handler, opts ...Option) (*Server, error) {
 		conns:     make(map[*Conn]struct{}),
 		perIP:     make(map[string]int),
 	}
+	lim := limitsOf(cfg)
+	s.limits.Store(&lim)
 	if cfg.TLSCertFile != "" {
 		if s.certs, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, err
@@ -349,7 +352,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		query:  strings.Clone(r.URL.RawQuery),
 		at:     time.Now(),
 	}
-	ws.SetReadLimit(s.cfg.MaxMessageSize)
+	ws.SetReadLimit(s.limits.Load().MaxMessageSize)
 	ws.SetPingHandler(c.onPing)
 	ws.SetPongHandler(c.onPong)
 	ws.SetCloseHandler(c.onClose)
@@ -380,10 +383,10 @@ func (s *Server) reserve(ip string) (int, string) {
 	case s.closing:
 		s.m.reject(rejectShutdown)
 		return http.StatusServiceUnavailable, "server shutting down"
-	case len(s.conns)+s.upgrades >= s.cfg.MaxConns:
+	case len(s.conns)+s.upgrades >= s.limits.Load().MaxConns:
 		s.m.reject(rejectMaxConns)
 		return http.StatusServiceUnavailable, "too many connections"
-	case s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+	case s.perIP[ip] >= s.limits.Load().MaxConnsPerIP:
 		s.m.reject(rejectMaxConnsIP)
 		return http.StatusTooManyRequests, "too many connections from this address"
 	}

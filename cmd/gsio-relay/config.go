@@ -19,9 +19,10 @@ func envName(flag string) []string {
 
 // configFlag is --config, the optional TOML file whose keys are flag names.
 var configFlag = &cli.StringFlag{
-	Name:    "config",
-	Usage:   "TOML `FILE` whose keys are flag names (ws-listen = \"127.0.0.1:8787\")",
-	EnvVars: envName("config"),
+	Name:     "config",
+	Usage:    "TOML `FILE` whose keys are flag names (ws-listen = \"127.0.0.1:8787\"); SIGHUP reloads its limits (docs/OPERATIONS.md)",
+	EnvVars:  envName("config"),
+	Category: "Config file",
 }
 
 // loadConfig applies the --config file to flags not given on the command

@@ -132,6 +132,7 @@ func runFlags(cfg *runConfig) *flagSet {
 	f.boolean("inspect", &n.Inspect.Enable, "answer other relays of the federation on /gsio/inspect/1.0.0 (a read-only summary for their /ui and mesh)")
 	f.rate("inspect-rate", &n.Inspect.Rate, "inspection requests per second answered to one relay")
 	f.num("inspect-burst", &n.Inspect.Burst, "burst of inspection requests above --inspect-rate answered to one relay")
+	f.str("public-ws-url", &n.Presence.PublicWSURL, "this relay's public WebSocket `URL` (ws:// or wss://), announced to the federation: where a draining relay sends its nodes")
 	f.boolean("allow-private-addrs", &n.Presence.AllowPrivateAddrs, "dial loopback, private and link-local addresses other relays announce in presence (a federation on one host or LAN); default: drop them")
 	f.rate("gossip-origin-rate", &n.Gossip.OriginRate, "broadcasts per second one origin (a relay, or the peer that hands us a plain peer's messages) may push into the federation; more are ignored")
 	f.num("gossip-origin-burst", &n.Gossip.OriginBurst, "burst of broadcasts above --gossip-origin-rate per origin (at least 1024, a whole batch)")

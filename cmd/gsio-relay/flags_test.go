@@ -82,3 +82,17 @@ func sameConfig(a, b *runConfig) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
+
+// TestRunFlagsHaveCategories: every visible flag of run is listed under a
+// --help category.
+func TestRunFlagsHaveCategories(t *testing.T) {
+	for _, f := range runFlags(defaultRunConfig()).flags {
+		if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+			continue
+		}
+		c, ok := f.(cli.CategorizableFlag)
+		if !ok || c.GetCategory() == "" {
+			t.Errorf("flag --%s has no category", f.Names()[0])
+		}
+	}
+}

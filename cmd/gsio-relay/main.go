@@ -12,16 +12,21 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is stamped at build time with -ldflags "-X main.version=...".
+// version is stamped at build time with -ldflags "-X main.version=..."
+// (make build: git describe). gsio-relay --version and gsio-relay version
+// print it.
 var version = "dev"
+
+func init() {
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, c.App.Name, c.App.Version) }
+}
 
 func newApp() *cli.App {
 	return &cli.App{
 		Name:                 "gsio-relay",
 		Usage:                "relay and federation hub for GSIO-Net nodes",
 		Version:              version,
-		HideVersion:          true,
-		EnableBashCompletion: false,
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			runCommand(),
 			connectCommand(),
@@ -35,6 +40,8 @@ func newApp() *cli.App {
 			keygenCommand(),
 			idCommand(),
 			probeCommand(),
+			drainCommand(),
+			completionCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, by main, as one line.
@@ -52,9 +59,9 @@ func main() {
 func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "version",
-		Usage: "print the version",
+		Usage: "print the version alone (gsio-relay --version prints \"gsio-relay VERSION\")",
 		Action: func(c *cli.Context) error {
-			_, err := fmt.Fprintln(c.App.Writer, version)
+			_, err := fmt.Fprintln(c.App.Writer, version) // the bare version, for scripts
 			return err
 		},
 	}

@@ -31,14 +31,18 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "gsio-relay")
-	// Relays run by the tests keep their identity (default --data-dir
-	// ~/.gsio-relay) in the temporary directory, not the user's home.
-	os.Setenv("HOME", dir)
+	// The build runs with the user's HOME: its build and module caches
+	// (GOCACHE, GOMODCACHE default under HOME). With the temporary HOME
+	// it rebuilt every dependency with -race, and fetched every module,
+	// on each run: minutes on a busy machine.
 	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build gsio-relay: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// Relays run by the tests keep their identity (default --data-dir
+	// ~/.gsio-relay) in the temporary directory, not the user's home.
+	os.Setenv("HOME", dir)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -168,8 +172,22 @@ var standalone = []string{"run", "--standalone", "--ws-listen", "127.0.0.1:0", "
 
 func TestVersion(t *testing.T) {
 	out, _, code := runCLI(t, nil, "version")
-	if code != 0 || strings.TrimSpace(out) == "" {
+	if code != 0 || strings.TrimSpace(out) == "" || strings.Contains(out, " ") {
 		t.Fatalf("version: exit %d, output %q", code, out)
+	}
+	long, _, code := runCLI(t, nil, "--version")
+	if code != 0 || long != "gsio-relay "+out {
+		t.Fatalf("--version: exit %d, output %q, want %q", code, long, "gsio-relay "+out)
+	}
+	for _, sh := range []string{"bash", "zsh"} {
+		script, _, code := runCLI(t, nil, "completion", sh)
+		if code != 0 || !strings.Contains(script, "--generate-bash-completion") {
+			t.Fatalf("completion %s: exit %d\n%s", sh, code, script)
+		}
+	}
+	cmds, _, _ := runCLI(t, nil, "--generate-bash-completion")
+	if !strings.Contains(cmds, "\ndrain\n") || !strings.Contains(cmds, "\ncompletion\n") {
+		t.Fatalf("completion of the commands: %q", cmds)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/pnet"
@@ -30,8 +31,14 @@ func probeCommand() *cli.Command {
 			&cli.StringFlag{Name: "swarm-key", Usage: "pre-shared key `FILE` of a private federation", EnvVars: envName("swarm-key")},
 		},
 		Action: func(c *cli.Context) error {
+			if args := c.Args().Slice(); len(args) > 1 && strings.HasPrefix(args[1], "-") && !strings.HasPrefix(args[0], "-") {
+				// probe MULTIADDR --json: cli stops at the first argument;
+				// run again with the flags first (MULTIADDR is then last).
+				return c.App.RunContext(c.Context, append([]string{c.App.Name, c.Command.Name}, append(args[1:], args[0])...))
+			}
 			if c.NArg() != 1 {
-				return errors.New("probe takes one MULTIADDR, e.g. gsio-relay probe /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…")
+				return fmt.Errorf("probe takes one MULTIADDR (got %d arguments: %q), e.g. gsio-relay probe --json /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…",
+					c.NArg(), c.Args().Slice())
 			}
 			arg := c.Args().First()
 			addr, err := ma.NewMultiaddr(arg)

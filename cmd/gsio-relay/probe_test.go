@@ -41,6 +41,13 @@ func TestProbe(t *testing.T) {
 	if !v.RelayV2Hop || v.GossipSub == "" || !v.GSIODirect || v.PingRTTMs == nil || !strings.HasSuffix(addr, v.PeerID) || v.AgentVersion != "gsio-relay" {
 		t.Fatalf("probe --json: %+v", v)
 	}
+	// Flags after the address work too.
+	out, stderr, code = runCLI(t, nil, "probe", addr, "--json", "--timeout", "5s")
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || !strings.HasSuffix(addr, v.PeerID) {
+		t.Fatalf("probe ADDR --json: exit %d\n%s%s", code, out, stderr)
+	}
+	_, stderr, code = runCLI(t, nil, "probe", addr, addr)
+	probeFailed(t, []string{"probe", addr, addr}, stderr, code, "probe takes one MULTIADDR (got 2 arguments")
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "relay.toml")

@@ -45,6 +45,11 @@ type runConfig struct {
 
 	History        history.Config // Dir is <data-dir>/history
 	HistoryEnabled bool           // --history
+
+	// args and values: the command line and its flags' values, for
+	// SIGHUP (reload.go); nil args: SIGHUP reloads the TLS files only.
+	args   []string
+	values map[string]string
 }
 
 func defaultRunConfig() *runConfig {
@@ -74,6 +79,7 @@ func runCommand() *cli.Command {
 				return fmt.Errorf("run takes no arguments, got %q", c.Args().First())
 			}
 			flags.bind()
+			cfg.args, cfg.values = os.Args, flagValues(c, flags.flags)
 			log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 			if err != nil {
 				return err
@@ -145,6 +151,11 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	started := time.Now()
 	if err := checkAdmin(cfg.Admin); err != nil {
 		return err
+	}
+	if u := cfg.Node.Presence.PublicWSURL; u != "" {
+		if err := node.CheckWSURL(u); err != nil {
+			return fmt.Errorf("--public-ws-url %w", err)
+		}
 	}
 	// Every frame the WebSocket side accepts must fit the federation,
 	// with room for a relay-assigned message_id.
@@ -230,7 +241,9 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	src := &admin.RelaySource{Node: nd, Router: router, WS: ws, Version: version, Started: started}
-	adm, err := admin.New(cfg.Admin, admin.WithLogger(log), admin.WithSource(src), admin.WithMetrics(reg), admin.WithHistory(hist))
+	drain := newDrainer(router, nd, cfg.Node.Presence.PublicWSURL, log)
+	adm, err := admin.New(cfg.Admin, admin.WithLogger(log), admin.WithSource(src), admin.WithMetrics(reg),
+		admin.WithHistory(hist), admin.WithDrainer(drain))
 	if err != nil {
 		return stop(err)
 	}
@@ -250,10 +263,16 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		return stop(err)
 	}
 	up.push("admin", adm.Close)
+	g.Go(func() error { return drain.wait(gctx) })
 	log.Info("relay up", "ws", ws.Addr().String(), "admin", adm.Addr().String(), "version", version)
 
 	// SIGHUP reloads the TLS certificate and key (they are also reloaded
-	// when their files change); connections are kept.
+	// when their files change) and the live limits of the configuration
+	// (reload.go); connections are kept.
+	var rl *reloader
+	if cfg.args != nil {
+		rl = &reloader{args: cfg.args, values: cfg.values, started: cfg, ws: ws, router: router, log: log}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -261,11 +280,16 @@ func run(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		select {
 		case <-gctx.Done():
 			done = true
+		case <-drain.done:
+			done = true
 		case <-hup:
 			if err := ws.ReloadTLS(); err != nil {
 				log.Error("SIGHUP: TLS reload failed; the old certificate stays", "err", err)
-			} else {
+			} else if cfg.Transport.TLSCertFile != "" {
 				log.Info("SIGHUP: TLS certificate reloaded")
+			}
+			if rl != nil {
+				rl.reload()
 			}
 		}
 	}
