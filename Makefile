@@ -27,7 +27,7 @@ fmt:
 
 # Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one at a time).
 FUZZ_TARGETS := message:FuzzParse message:FuzzSetID message:FuzzStamp message:FuzzBuild message:FuzzSplitBatch \
-	wsframe:FuzzNewText node:FuzzReadFrame history:FuzzDecodeValue \
+	wsframe:FuzzNewText node:FuzzReadFrame node:FuzzParsePullPage history:FuzzDecodeValue \
 	nodeauth:FuzzProofVerify nodeauth:FuzzIsKeyID nodeauth:FuzzJWTVerify internal/clientip:FuzzResolve
 
 fuzz:

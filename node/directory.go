@@ -67,6 +67,17 @@ type relayEntry struct {
 	added    time.Time // when the relay entered the directory
 	good     bool      // a relay in good standing (set by apply and refreshStanding)
 	over     bool      // claims of it were refused or evicted by a bound: its set is incomplete
+	dig      setDigest // of nodes (maintained by addLocked and removeLocked)
+	// The last heartbeat applied: the relay's set at annSeq.
+	annSeq   uint64
+	annDig   setDigest
+	annCount int
+}
+
+// matchesLocked reports whether e's set is the one its last heartbeat
+// announced.
+func (e *relayEntry) matchesLocked() bool {
+	return e.dig == e.annDig && len(e.nodes) == e.annCount
 }
 
 // snapAssembly collects the parts of a multi-part snapshot.
@@ -112,8 +123,12 @@ func (d *directory) notifyLocked() {
 type addState struct{ noRoom bool }
 
 func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64, st *addState) bool {
-	if _, ok := e.nodes[id]; ok {
-		e.nodes[id] = max(e.nodes[id], ts)
+	if old, ok := e.nodes[id]; ok {
+		if ts > old {
+			e.dig.toggle(id, old)
+			e.dig.toggle(id, ts)
+			e.nodes[id] = ts
+		}
 		return true
 	}
 	if len(e.nodes) >= d.maxPerRel {
@@ -127,6 +142,7 @@ func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64, st 
 		return false
 	}
 	e.nodes[id] = ts
+	e.dig.toggle(id, ts)
 	e.peak = max(e.peak, len(e.nodes))
 	delete(e.left, id)
 	d.entries++
@@ -143,10 +159,12 @@ func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64, st 
 // removeLocked removes id from relay r; left records it as a node that
 // left (it may still be spoken for within the grace).
 func (d *directory) removeLocked(r peer.ID, e *relayEntry, id string, now time.Time, left bool) {
-	if _, ok := e.nodes[id]; !ok {
+	ts, ok := e.nodes[id]
+	if !ok {
 		return
 	}
 	delete(e.nodes, id)
+	e.dig.toggle(id, ts)
 	d.entries--
 	if left && len(e.left) < d.maxPerRel {
 		e.left[id] = now
@@ -233,8 +251,10 @@ func (d *directory) replaceLocked(r peer.ID, e *relayEntry, set map[string]int64
 }
 
 // apply records a validated presence message of relay r; good is r's
-// standing (standing.good, taken before the call).
-func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, good bool, now time.Time) {
+// standing (standing.good, taken before the call). It reports whether
+// r's set should be pulled: a heartbeat newer than what was applied
+// announced another set.
+func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, good bool, now time.Time) (pull bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.relays[r]
@@ -242,7 +262,7 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 		if len(d.relays) >= d.maxRelays && (!good || !d.evictRelayLocked()) {
 			d.m.dirRefused.Inc()
 			d.refused.Add(r)
-			return
+			return false
 		}
 		e = &relayEntry{epoch: p.Epoch, nodes: map[string]int64{}, left: map[string]time.Time{}, added: now}
 		d.relays[r] = e
@@ -251,13 +271,14 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 	e.good = good
 	switch {
 	case p.Epoch < e.epoch:
-		return // from before the relay restarted
+		return false // from before the relay restarted
 	case p.Epoch > e.epoch:
 		// The relay restarted: its old nodes are gone.
 		for id := range e.nodes {
 			d.removeLocked(r, e, id, now, true)
 		}
 		e.epoch, e.seq, e.snap, e.over = p.Epoch, 0, nil, false
+		e.annSeq, e.annDig, e.annCount = 0, setDigest{}, 0
 	}
 	e.lastSeen = now
 	e.expiry = d.expiryFor(p.IntervalMS)
@@ -267,6 +288,16 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 	refused := 0
 	if p.Seq > e.seq {
 		switch p.Type {
+		case presenceDigest:
+			if p.Seq > e.annSeq {
+				e.annSeq, e.annDig, e.annCount = p.Seq, p.dig, p.Count
+			}
+			if e.matchesLocked() {
+				e.seq = p.Seq
+			} else {
+				pull = true
+			}
+			return pull // the set did not change
 		case presenceJoin:
 			var st addState
 			for _, id := range p.Nodes {
@@ -321,6 +352,56 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 		d.m.dirRefused.Add(float64(refused))
 	}
 	d.notifyLocked()
+	return false
+}
+
+// needsPull reports whether r's set still disagrees with its last
+// heartbeat (deltas in flight may have arrived since), with that
+// heartbeat's seq and digest.
+func (d *directory) needsPull(r peer.ID) (bool, uint64, setDigest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.relays[r]
+	if e == nil || e.annSeq <= e.seq {
+		return false, 0, setDigest{}
+	}
+	if e.matchesLocked() {
+		e.seq = e.annSeq
+		return false, 0, setDigest{}
+	}
+	return true, e.annSeq, e.annDig
+}
+
+// applyPull makes a pulled set r's set, unless deltas newer than it were
+// applied meanwhile or r restarted since. It reports whether r's set
+// was that one already (had), and whether it is now (complete: nothing
+// left out by a bound or for a missing proof).
+func (d *directory) applyPull(r peer.ID, res *pulled, good bool, now time.Time) (had, complete bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.relays[r]
+	if e == nil || res.epoch < e.epoch || (res.epoch == e.epoch && res.seq < e.seq) {
+		return false, true // expired, refused or stale: nothing learnt
+	}
+	e.good = good
+	if res.epoch > e.epoch {
+		for id := range e.nodes {
+			d.removeLocked(r, e, id, now, true)
+		}
+		e.epoch, e.seq, e.snap, e.over = res.epoch, 0, nil, false
+		e.annSeq, e.annDig, e.annCount = 0, setDigest{}, 0
+	}
+	had = e.dig == res.digest
+	refused := d.replaceLocked(r, e, res.set, now)
+	if res.cut {
+		e.over = true
+	}
+	e.seq = max(e.seq, res.seq)
+	if refused > 0 {
+		d.m.dirRefused.Add(float64(refused))
+	}
+	d.notifyLocked()
+	return had, e.dig == res.digest
 }
 
 // expire drops relays not heard from within their expiry, and forgets
