@@ -48,6 +48,7 @@ type directory struct {
 	holders map[string]map[peer.ID]struct{}
 	peak    int           // the most holders since the map was last copied (shrink)
 	entries int           // sum of len(relay.nodes)
+	heldIDs int           // ids in held deltas, all relays
 	changed chan struct{} // closed and replaced on every change
 	// refused are relays recently refused (or evicted) by the relay
 	// bound: like an entry that is over, what they hold is unknown.
@@ -63,11 +64,12 @@ type relayEntry struct {
 	nodes    map[string]int64     // held nodes: a key id's proof ts, 0 for other ids
 	left     map[string]time.Time // nodes that left recently
 	snap     *snapAssembly
-	peak     int       // the most nodes since the map was last copied (shrink)
-	added    time.Time // when the relay entered the directory
-	good     bool      // a relay in good standing (set by apply and refreshStanding)
-	over     bool      // claims of it were refused or evicted by a bound: its set is incomplete
-	dig      setDigest // of nodes (maintained by addLocked and removeLocked)
+	peak     int                         // the most nodes since the map was last copied (shrink)
+	added    time.Time                   // when the relay entered the directory
+	good     bool                        // a relay in good standing (set by apply and refreshStanding)
+	over     bool                        // claims of it were refused or evicted by a bound: its set is incomplete
+	held     map[uint64]*presenceMessage // deltas waiting for the seqs before them (holdLocked)
+	dig      setDigest                   // of nodes (maintained by addLocked and removeLocked)
 	// The last heartbeat applied: the relay's set at annSeq.
 	annSeq   uint64
 	annDig   setDigest
@@ -224,6 +226,7 @@ func (d *directory) evictRelayLocked() bool {
 	for id := range v.nodes {
 		d.removeLocked(vr, v, id, time.Time{}, false)
 	}
+	d.dropHeldLocked(v)
 	delete(d.relays, vr)
 	d.refused.Add(vr)
 	d.m.dirEvicted.Inc()
@@ -279,6 +282,7 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 		}
 		e.epoch, e.seq, e.snap, e.over = p.Epoch, 0, nil, false
 		e.annSeq, e.annDig, e.annCount = 0, setDigest{}, 0
+		d.dropHeldLocked(e)
 	}
 	e.lastSeen = now
 	e.expiry = d.expiryFor(p.IntervalMS)
@@ -292,25 +296,22 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 			if p.Seq > e.annSeq {
 				e.annSeq, e.annDig, e.annCount = p.Seq, p.dig, p.Count
 			}
-			if e.matchesLocked() {
-				e.seq = p.Seq
-			} else {
-				pull = true
-			}
-			return pull // the set did not change
-		case presenceJoin:
-			var st addState
-			for _, id := range p.Nodes {
-				if !d.addLocked(r, e, id, p.Proofs[id].TS, &st) {
-					refused++
-				}
+			if !e.matchesLocked() {
+				return true
 			}
 			e.seq = p.Seq
-		case presenceLeave:
-			for _, id := range p.Nodes {
-				d.removeLocked(r, e, id, now, true)
+			refused += d.drainLocked(r, e, now)
+		case presenceJoin, presenceLeave:
+			if e.seq > 0 && p.Seq > e.seq+1 && d.holdLocked(e, p) {
+				// An earlier message of r is still on its way (pubsub
+				// validates on several workers, so one relay's messages
+				// can overtake each other): wait for it. (Before the
+				// first message applied, there is no earlier one to
+				// wait for.)
+				return false
 			}
-			e.seq = p.Seq
+			refused += d.deltaLocked(r, e, p, now)
+			refused += d.drainLocked(r, e, now)
 		case presenceSnapshot:
 			parts := max(p.Parts, 1)
 			if parts == 1 {
@@ -355,6 +356,79 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 	return false
 }
 
+// Bounds of the deltas held back until the ones before them arrive.
+const (
+	maxHeldDeltas   = 32    // per relay
+	maxHeldDeltaIDs = 65536 // ids of held deltas, all relays together
+)
+
+// holdLocked keeps delta p of e until the seqs before it arrive; it
+// reports false (apply it now, out of order) when a bound is reached.
+func (d *directory) holdLocked(e *relayEntry, p *presenceMessage) bool {
+	if len(e.held) >= maxHeldDeltas || d.heldIDs+len(p.Nodes) > maxHeldDeltaIDs {
+		return false
+	}
+	if e.held == nil {
+		e.held = map[uint64]*presenceMessage{}
+	}
+	if _, dup := e.held[p.Seq]; !dup {
+		e.held[p.Seq] = p
+		d.heldIDs += len(p.Nodes)
+	}
+	return true
+}
+
+// deltaLocked applies a join or leave of r and advances r's seq.
+func (d *directory) deltaLocked(r peer.ID, e *relayEntry, p *presenceMessage, now time.Time) (refused int) {
+	if p.Type == presenceJoin {
+		var st addState
+		for _, id := range p.Nodes {
+			if !d.addLocked(r, e, id, p.Proofs[id].TS, &st) {
+				refused++
+			}
+		}
+	} else {
+		for _, id := range p.Nodes {
+			d.removeLocked(r, e, id, now, true)
+		}
+	}
+	e.seq = max(e.seq, p.Seq)
+	return refused
+}
+
+// drainLocked applies the held deltas that are next in seq, and the last
+// heartbeat when the set it announced is reached; held deltas at or
+// below the seq are dropped (a pull or heartbeat covered them).
+func (d *directory) drainLocked(r peer.ID, e *relayEntry, now time.Time) (refused int) {
+	for {
+		if e.annSeq == e.seq+1 && e.matchesLocked() {
+			e.seq = e.annSeq
+		}
+		q, ok := e.held[e.seq+1]
+		if !ok {
+			break
+		}
+		delete(e.held, q.Seq)
+		d.heldIDs -= len(q.Nodes)
+		refused += d.deltaLocked(r, e, q, now)
+	}
+	for sq, q := range e.held {
+		if sq <= e.seq {
+			delete(e.held, sq)
+			d.heldIDs -= len(q.Nodes)
+		}
+	}
+	return refused
+}
+
+// dropHeldLocked forgets e's held deltas (r restarted or expired).
+func (d *directory) dropHeldLocked(e *relayEntry) {
+	for _, q := range e.held {
+		d.heldIDs -= len(q.Nodes)
+	}
+	e.held = nil
+}
+
 // needsPull reports whether r's set still disagrees with its last
 // heartbeat (deltas in flight may have arrived since), with that
 // heartbeat's seq and digest.
@@ -367,6 +441,10 @@ func (d *directory) needsPull(r peer.ID) (bool, uint64, setDigest) {
 	}
 	if e.matchesLocked() {
 		e.seq = e.annSeq
+		if n := d.drainLocked(r, e, time.Now()); n > 0 {
+			d.m.dirRefused.Add(float64(n))
+		}
+		d.notifyLocked()
 		return false, 0, setDigest{}
 	}
 	return true, e.annSeq, e.annDig
@@ -390,6 +468,7 @@ func (d *directory) applyPull(r peer.ID, res *pulled, good bool, now time.Time) 
 		}
 		e.epoch, e.seq, e.snap, e.over = res.epoch, 0, nil, false
 		e.annSeq, e.annDig, e.annCount = 0, setDigest{}, 0
+		d.dropHeldLocked(e)
 	}
 	had = e.dig == res.digest
 	refused := d.replaceLocked(r, e, res.set, now)
@@ -397,6 +476,7 @@ func (d *directory) applyPull(r peer.ID, res *pulled, good bool, now time.Time) 
 		e.over = true
 	}
 	e.seq = max(e.seq, res.seq)
+	refused += d.drainLocked(r, e, now)
 	if refused > 0 {
 		d.m.dirRefused.Add(float64(refused))
 	}
@@ -415,6 +495,7 @@ func (d *directory) expire(now time.Time) []peer.ID {
 			for id := range e.nodes {
 				d.removeLocked(r, e, id, now, true)
 			}
+			d.dropHeldLocked(e)
 			delete(d.relays, r)
 			gone = append(gone, r)
 			continue

@@ -370,3 +370,40 @@ func TestPresencePullServeBounds(t *testing.T) {
 		t.Fatalf("refusals counted: %v", r)
 	}
 }
+
+// TestDirectoryHeldDeltas: a delta that overtakes the one before it
+// waits for it (pubsub's validation workers reorder one relay's
+// messages), within bounds; a pull covers a gap that never fills.
+func TestDirectoryHeldDeltas(t *testing.T) {
+	d := testDir(t, nil)
+	r := randPeer(t)
+	now := time.Now()
+	d.apply(r, pm(presenceJoin, 10, 1, "a", "b"), nil, false, now)
+	d.apply(r, pm(presenceLeave, 10, 3, "a"), nil, false, now) // overtook seq 2
+	if !hasNode(d, "a") {
+		t.Fatal("a delta applied before the one it overtook")
+	}
+	d.apply(r, pm(presenceJoin, 10, 2, "a", "c"), nil, false, now)
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("after the gap filled: %v, want [b c] (join 2 then leave 3)", got)
+	}
+	// A gap that never fills: the deltas after it wait for the pull.
+	d.apply(r, pm(presenceJoin, 10, 5, "e"), nil, false, now) // 4 lost
+	set := map[string]int64{"b": 0, "c": 0, "d": 0}
+	d.applyPull(r, &pulled{epoch: 10, seq: 4, set: set, digest: digestOf(set)}, false, now)
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c", "d", "e"}) {
+		t.Fatalf("after the pull: %v", got)
+	}
+	// Bounds: beyond maxHeldDeltas a delta applies at once, out of order.
+	for i := range maxHeldDeltas + 1 {
+		d.apply(r, pm(presenceJoin, 10, uint64(100+i), fmt.Sprintf("h-%d", i)), nil, false, now)
+	}
+	if !hasNode(d, fmt.Sprintf("h-%d", maxHeldDeltas)) || d.heldIDs > maxHeldDeltas {
+		t.Fatalf("held deltas unbounded: %d ids held", d.heldIDs)
+	}
+	// Expiry forgets what is held.
+	d.expire(now.Add(time.Minute))
+	if d.heldIDs != 0 {
+		t.Fatalf("%d held ids after expiry", d.heldIDs)
+	}
+}
