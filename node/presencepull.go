@@ -24,7 +24,7 @@ import (
 )
 
 // PresenceProtocol is the stream protocol on which a relay answers for its
-// node set (docs/PROTOCOL.md 5.4): the set is pulled from its holder on a
+// node set (docs/PROTOCOL.md 5.6): the set is pulled from its holder on a
 // digest mismatch or at first contact, never broadcast.
 const PresenceProtocol = protocol.ID("/gsio/presence/1.0.0")
 

@@ -307,9 +307,6 @@ func waitDirEach(ctx context.Context, t *target, ok func(k int, v float64) bool,
 			return nil, err
 		}
 		now := time.Now()
-		if os.Getenv("S5_DEBUG") != "" {
-			fmt.Fprintln(os.Stderr, "poll", now.Sub(since), vals)
-		}
 		for k := range n {
 			if !done[k] && ok(k, vals[k][0]) {
 				done[k], lat[k] = true, now.Sub(since)
