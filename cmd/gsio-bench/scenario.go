@@ -190,18 +190,7 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 		c.start(prcv[i])
 	}
 
-	// Warm-up: every publisher reaches every one of its receivers.
-	deadline := time.Now().Add(warmupTimeout)
-	if sc.s5 {
-		deadline = time.Now().Add(4 * warmupTimeout) // thousands of nodes on many relays
-	}
-	if err := forEach(pubs, func(p *publisher) error { return p.warmup(deadline) }); err != nil {
-		return fail(fmt.Errorf("warm-up: %w", err))
-	}
-	if ctx.Err() != nil {
-		return fail(ctx.Err())
-	}
-
+	// S5's steady state and joins come first, with no traffic at all.
 	var dups0, firsts0 float64
 	if sc.s5 {
 		res.S5 = &s5Result{Relays: n, Nodes: len(rplaces) + len(pplaces)}
@@ -216,6 +205,23 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 		if err := s5Phases(ctx, cfg, t, local, &res); err != nil {
 			return fail(fmt.Errorf("S5: %w", err))
 		}
+	}
+
+	// Warm-up: every publisher reaches every one of its receivers. A
+	// warm-up message every 20 ms; with S5's thousands of receivers, one
+	// a second (20 ms would be 50 x 10,000 deliveries/s per publisher).
+	deadline := time.Now().Add(warmupTimeout)
+	period := 20 * time.Millisecond
+	if sc.s5 {
+		deadline, period = time.Now().Add(4*warmupTimeout), time.Second
+	}
+	if err := forEach(pubs, func(p *publisher) error { return p.warmup(deadline, period) }); err != nil {
+		return fail(fmt.Errorf("warm-up: %w", err))
+	}
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	if sc.s5 {
 		dups0, firsts0, _ = s5Dups(t)
 	}
 
