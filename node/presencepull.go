@@ -181,11 +181,18 @@ func pullErr(result string, format string, args ...any) error {
 }
 
 // pull fetches relay r's set over PresenceProtocol, dialling r's presence
-// addresses when it is not connected.
+// addresses when it is not connected. A connection it dialled is closed
+// after the pull unless another component protected it meanwhile
+// (direct routing): pulls must not turn a partial mesh into a full one.
 func (p *presence) pull(r peer.ID) (*pulled, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, pullTimeout)
 	defer cancel()
 	if p.host.Network().Connectedness(r) != network.Connected {
+		defer func() {
+			if !p.host.ConnManager().IsProtected(r, "") {
+				_ = p.host.Network().ClosePeer(r)
+			}
+		}()
 		addrs := p.dir.addrsOf(r)
 		if len(addrs) > 0 {
 			p.host.Peerstore().AddAddrs(r, addrs, peerstore.TempAddrTTL)
@@ -198,7 +205,7 @@ func (p *presence) pull(r peer.ID) (*pulled, error) {
 	if err != nil {
 		return nil, pullErr("stream", "open %s stream to %s: %w", PresenceProtocol, r, err)
 	}
-	defer func() { _ = st.Reset() }() // a no-op after a clean end
+	defer func() { _ = st.Reset() }() // a no-op after a clean end (runs before the close above)
 	dl, _ := ctx.Deadline()
 	_ = st.SetDeadline(dl)
 	if _, err := st.Write(appendFrame(nil, framePullRequest, []byte("{}"))); err != nil {

@@ -104,7 +104,8 @@ func procRead(pid int) (int64, error) {
 	return 0, errors.New("no rchar in /proc/PID/io")
 }
 
-// metricsAll reads metric name at every server (in parallel).
+// metricsAll reads the metrics names at every server (in parallel; a
+// relay that does not answer in time is asked up to 3 times).
 func metricsAll(t *target, names ...string) ([][]float64, []bool, error) {
 	out := make([][]float64, len(t.servers))
 	found := make([]bool, len(names))
@@ -113,7 +114,13 @@ func metricsAll(t *target, names ...string) ([][]float64, []bool, error) {
 	var wg sync.WaitGroup
 	for i, s := range t.servers {
 		wg.Go(func() {
-			page, err := httpGet(s.metrics)
+			var page []byte
+			var err error
+			for range 3 {
+				if page, err = httpGet(s.metrics); err == nil {
+					break
+				}
+			}
 			if err != nil {
 				errs[i] = err
 				return
@@ -302,13 +309,12 @@ func waitDirEach(ctx context.Context, t *target, ok func(k int, v float64) bool,
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		// A relay too busy to answer within the HTTP timeout (10,000
+		// clients connecting on 2 cores) is asked again at the next poll.
 		vals, _, err := metricsAll(t, mDirNodes)
-		if err != nil {
-			return nil, err
-		}
 		now := time.Now()
 		for k := range n {
-			if !done[k] && ok(k, vals[k][0]) {
+			if !done[k] && vals[k] != nil && ok(k, vals[k][0]) {
 				done[k], lat[k] = true, now.Sub(since)
 				left--
 			}
@@ -319,11 +325,11 @@ func waitDirEach(ctx context.Context, t *target, ok func(k int, v float64) bool,
 		if now.After(deadline) {
 			var late []string
 			for k := range n {
-				if !done[k] {
+				if !done[k] && vals[k] != nil {
 					late = append(late, fmt.Sprintf("%s=%.0f", t.servers[k].name, vals[k][0]))
 				}
 			}
-			return nil, fmt.Errorf("not visible after %v at %s", deadline.Sub(since).Round(time.Second), strings.Join(late, ", "))
+			return nil, fmt.Errorf("not visible after %v at %s (last error: %v)", deadline.Sub(since).Round(time.Second), strings.Join(late, ", "), err)
 		}
 		time.Sleep(s5Poll)
 	}
