@@ -29,6 +29,9 @@ type s5Result struct {
 	ReadBpsMax      float64 `json:"read_bytes_per_s_max"`
 	PresenceBps     float64 `json:"presence_bytes_per_s_mean"` // gsio_node_presence_received_bytes_total; -1 when the relay lacks it
 	PresenceBpsMax  float64 `json:"presence_bytes_per_s_max"`
+	PresencePullBps float64 `json:"presence_pull_bytes_per_s_mean"` // the part of PresenceBps read from pulls
+	SteadyPulls     float64 `json:"steady_pulls"`                   // pulls made by all relays in the steady state
+	PresenceMsgs    float64 `json:"presence_copies_per_s_mean"`     // presence gossip messages received per second (first copies and duplicates)
 	SteadyCPU       float64 `json:"steady_cpu_pct_mean"`
 	SteadyCPUMax    float64 `json:"steady_cpu_pct_max"`
 	SteadyRSS       float64 `json:"steady_rss_bytes_mean"`
@@ -62,6 +65,10 @@ type s5Config struct {
 const (
 	mDirNodes      = "gsio_node_directory_nodes"
 	mPresenceBytes = "gsio_node_presence_received_bytes_total"
+	mPresencePull  = `gsio_node_presence_received_bytes_total{via="pull"}`
+	mPulls         = "gsio_node_presence_pulls_total"
+	mPresFirst     = `gsio_node_validation_total{reason="",result="accept",topic="presence"}`
+	mPresDups      = `gsio_node_gossip_duplicates_total{topic="presence"}`
 	mDuplicates    = `gsio_node_gossip_duplicates_total{topic="broadcast"}`
 	mAccepted      = `gsio_node_validation_total{reason="",result="accept",topic="broadcast"}`
 )
@@ -178,7 +185,7 @@ func s5Phases(ctx context.Context, cfg *config, t *target, local []int, res *res
 		}
 		read0[k] = v
 	}
-	m0, found, err := metricsAll(t, mPresenceBytes)
+	m0, found, err := metricsAll(t, mPresenceBytes, mPresencePull, mPulls, mPresFirst, mPresDups)
 	if err != nil {
 		return err
 	}
@@ -195,11 +202,11 @@ func s5Phases(ctx context.Context, cfg *config, t *target, local []int, res *res
 	if err != nil {
 		return err
 	}
-	m1, _, err := metricsAll(t, mPresenceBytes)
+	m1, _, err := metricsAll(t, mPresenceBytes, mPresencePull, mPulls, mPresFirst, mPresDups)
 	if err != nil {
 		return err
 	}
-	var reads, pres, cpus, rss []float64
+	var reads, pres, pulls, copies, cpus, rss []float64
 	for k, s := range t.servers {
 		v, err := procRead(s.pid())
 		if err != nil {
@@ -208,12 +215,17 @@ func s5Phases(ctx context.Context, cfg *config, t *target, local []int, res *res
 		secs := st1[k].at.Sub(st0[k].at).Seconds()
 		reads = append(reads, float64(v-read0[k])/secs)
 		pres = append(pres, (m1[k][0]-m0[k][0])/secs)
+		pulls = append(pulls, (m1[k][1]-m0[k][1])/secs)
+		s5.SteadyPulls += m1[k][2] - m0[k][2]
+		copies = append(copies, (m1[k][3]-m0[k][3]+m1[k][4]-m0[k][4])/secs)
 		cpus = append(cpus, pct(st1[k].cpu-st0[k].cpu, st1[k].at.Sub(st0[k].at)))
 		rss = append(rss, float64(st1[k].rss))
 	}
 	s5.SteadySeconds = st1[0].at.Sub(st0[0].at).Seconds()
 	s5.ReadBps, s5.ReadBpsMax = meanMax(reads)
 	s5.PresenceBps, s5.PresenceBpsMax = meanMax(pres)
+	s5.PresencePullBps, _ = meanMax(pulls)
+	s5.PresenceMsgs, _ = meanMax(copies)
 	if !found[0] {
 		s5.PresenceBps, s5.PresenceBpsMax = -1, -1
 	}
@@ -353,7 +365,7 @@ func s5Dups(t *target) (dups, firsts float64, found bool) {
 func (s *s5Result) line() string {
 	pres := "-"
 	if s.PresenceBps >= 0 {
-		pres = fmt.Sprintf("%.0f (max %.0f)", s.PresenceBps, s.PresenceBpsMax)
+		pres = fmt.Sprintf("%.0f (max %.0f; pulls %.0f B/s, %.0f pulls in all; %.1f gossip copies/s)", s.PresenceBps, s.PresenceBpsMax, s.PresencePullBps, s.SteadyPulls, s.PresenceMsgs)
 	}
 	dup := "-"
 	if s.DupPerMsg >= 0 {
