@@ -95,7 +95,7 @@ testnet-test:
 	$(GO) test -race -count=1 -timeout 15m -tags testnet -v ./testnet/docker/
 
 # --- Benchmark (docs/BENCHMARKS.md) ---
-# cmd/gsio-bench runs S1-S4 against gsio-relay processes (bin/gsio-relay),
+# cmd/gsio-bench runs S1-S5 against gsio-relay processes (bin/gsio-relay),
 # against nats-server over WebSocket as the reference, and S1 against its own
 # reference hub (the generator's ceiling), then prints the table. nats-server
 # is a benchmark-only tool built into .bench/, never a dependency of the relay.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/gsio-net/gsio-relay/message"
@@ -187,19 +186,16 @@ func pullErr(result string, format string, args ...any) error {
 func (p *presence) pull(r peer.ID) (*pulled, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, pullTimeout)
 	defer cancel()
-	if p.host.Network().Connectedness(r) != network.Connected {
+	dialled, err := connectRelay(ctx, p.host, p.dir, r, "gsio presence")
+	if dialled {
 		defer func() {
 			if !p.host.ConnManager().IsProtected(r, "") {
 				_ = p.host.Network().ClosePeer(r)
 			}
 		}()
-		addrs := p.dir.addrsOf(r)
-		if len(addrs) > 0 {
-			p.host.Peerstore().AddAddrs(r, addrs, peerstore.TempAddrTTL)
-		}
-		if err := p.host.Connect(network.WithForceDirectDial(ctx, "gsio presence"), peer.AddrInfo{ID: r, Addrs: addrs}); err != nil {
-			return nil, pullErr("dial", "dial %s: %w", r, err)
-		}
+	}
+	if err != nil {
+		return nil, pullErr("dial", "%w", err)
 	}
 	st, err := p.host.NewStream(ctx, r, PresenceProtocol)
 	if err != nil {
