@@ -353,8 +353,11 @@ func (p *presence) isLocal(nodeID string) bool {
 	return ok
 }
 
+// deltaGap is the least time between two flushes of presence deltas.
+const deltaGap = 50 * time.Millisecond
+
 // presenceLoop publishes our presence: join/leave deltas as soon as
-// joined/left kick it, and a heartbeat (count and digest of the set, no
+// joined/left kick it (at most one flush per deltaGap), and a heartbeat (count and digest of the set, no
 // ids) at start, every Presence.Interval and when a peer joins the topic.
 // It is the only writer of p.seq.
 func (p *presence) presenceLoop() {
@@ -410,6 +413,15 @@ func (p *presence) presenceLoop() {
 
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// Deltas go out at once, but at most one flush per deltaGap: nodes
+	// that connect together (a relay restarting, 10,000 clients coming
+	// back) make a few joins of many ids, not one gossip message each.
+	gap := min(deltaGap, interval/4)
+	coalesce := time.NewTimer(time.Hour)
+	coalesce.Stop()
+	defer coalesce.Stop()
+	var lastFlush time.Time
+	armed := false
 	heartbeat()
 	last := time.Now()
 	for {
@@ -417,7 +429,19 @@ func (p *presence) presenceLoop() {
 		case <-p.ctx.Done():
 			return
 		case <-p.kick:
+			if wait := gap - time.Since(lastFlush); wait > 0 {
+				if !armed {
+					coalesce.Reset(wait)
+					armed = true
+				}
+				continue
+			}
 			flush()
+			lastFlush = time.Now()
+		case <-coalesce.C:
+			armed = false
+			flush()
+			lastFlush = time.Now()
 		case <-p.snapKick:
 			// A new peer on the presence topic: tell it our state now
 			// rather than at the next tick, at most 4 times an interval.
