@@ -27,7 +27,7 @@ fmt:
 
 # Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one at a time).
 FUZZ_TARGETS := message:FuzzParse message:FuzzSetID message:FuzzStamp message:FuzzBuild message:FuzzSplitBatch \
-	wsframe:FuzzNewText node:FuzzReadFrame history:FuzzDecodeValue syncproto:FuzzDecode \
+	wsframe:FuzzNewText node:FuzzReadFrame node:FuzzParsePullPage history:FuzzDecodeValue syncproto:FuzzDecode \
 	nodeauth:FuzzProofVerify nodeauth:FuzzIsKeyID nodeauth:FuzzJWTVerify internal/clientip:FuzzResolve
 
 fuzz:
@@ -119,7 +119,7 @@ testnet-chaos-down:
 	$(CHAOS) down
 
 # --- Benchmark (docs/BENCHMARKS.md) ---
-# cmd/gsio-bench runs S1-S4 against gsio-relay processes (bin/gsio-relay),
+# cmd/gsio-bench runs S1-S5 against gsio-relay processes (bin/gsio-relay),
 # against nats-server over WebSocket as the reference, and S1 against its own
 # reference hub (the generator's ceiling), then prints the table. nats-server
 # is a benchmark-only tool built into .bench/, never a dependency of the relay.

@@ -73,13 +73,14 @@ type HostConfig struct {
 
 // PresenceConfig is the presence topic and the directory built from it.
 type PresenceConfig struct {
-	// Interval is the period of presence snapshots. A relay's nodes expire
+	// Interval is the period of presence heartbeats (count and digest of
+	// the node set; the set itself is pulled on a mismatch). A relay's nodes expire
 	// Missed intervals (of the interval it announces, clamped to [50 ms,
 	// 8 s]) after its last presence message. Default 2 s: join/leave are
 	// published at once, a dead relay's nodes expire within 6 s (+ one
 	// sweep of Interval/4).
 	Interval time.Duration
-	// Missed is the number of missed snapshots after which a relay's
+	// Missed is the number of missed heartbeats after which a relay's
 	// entries expire. Default 3.
 	Missed int
 	// SpeakForWait is how long a message from a relay that does not (yet)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -323,14 +324,8 @@ func (d *direct) sendBatch(s *sender, st network.Stream, batch []outFrame) netwo
 func (d *direct) openDirect(p peer.ID) (network.Stream, string, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.Direct.DialTimeout)
 	defer cancel()
-	if d.host.Network().Connectedness(p) != network.Connected {
-		addrs := d.dir.addrsOf(p)
-		if len(addrs) > 0 {
-			d.host.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
-		}
-		if err := d.host.Connect(network.WithForceDirectDial(ctx, "gsio direct"), peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
-			return nil, "dial", fmt.Errorf("dial %s: %w", p, err)
-		}
+	if _, err := connectRelay(ctx, d.host, d.dir, p, "gsio direct"); err != nil {
+		return nil, "dial", err
 	}
 	st, err := d.host.NewStream(ctx, p, DirectProtocol)
 	if err != nil {
@@ -338,6 +333,23 @@ func (d *direct) openDirect(p peer.ID) (network.Stream, string, error) {
 	}
 	_ = st.CloseRead() // the remote never writes on our stream
 	return st, "", nil
+}
+
+// connectRelay connects to relay p, by the addresses of its presence when
+// it is not connected, directly (never over a limited connection: the
+// federation does not run over one). It reports whether it dialled.
+func connectRelay(ctx context.Context, h host.Host, dir *directory, p peer.ID, reason string) (bool, error) {
+	if h.Network().Connectedness(p) == network.Connected {
+		return false, nil
+	}
+	addrs := dir.addrsOf(p)
+	if len(addrs) > 0 {
+		h.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
+	}
+	if err := h.Connect(network.WithForceDirectDial(ctx, reason), peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
+		return true, fmt.Errorf("dial %s: %w", p, err)
+	}
+	return true, nil
 }
 
 // handleStream reads one inbound direct stream until it ends.

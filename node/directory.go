@@ -49,6 +49,7 @@ type directory struct {
 	holders map[string]map[peer.ID]struct{}
 	peak    int           // the most holders since the map was last copied (shrink)
 	entries int           // sum of len(relay.nodes)
+	heldIDs int           // ids in held deltas, all relays
 	changed chan struct{} // closed and replaced on every change
 	// refused are relays recently refused (or evicted) by the relay
 	// bound: like an entry that is over, what they hold is unknown.
@@ -61,14 +62,26 @@ type relayEntry struct {
 	lastSeen time.Time
 	expiry   time.Duration
 	addrs    []ma.Multiaddr
-	wsURL    string               // the public WebSocket URL of its last snapshot; "" none
+	wsURL    string               // the public WebSocket URL of its last heartbeat; "" none
 	nodes    map[string]int64     // held nodes: a key id's proof ts, 0 for other ids
 	left     map[string]time.Time // nodes that left recently
 	snap     *snapAssembly
-	peak     int       // the most nodes since the map was last copied (shrink)
-	added    time.Time // when the relay entered the directory
-	good     bool      // a relay in good standing (set by apply and refreshStanding)
-	over     bool      // claims of it were refused or evicted by a bound: its set is incomplete
+	peak     int                         // the most nodes since the map was last copied (shrink)
+	added    time.Time                   // when the relay entered the directory
+	good     bool                        // a relay in good standing (set by apply and refreshStanding)
+	over     bool                        // claims of it were refused or evicted by a bound: its set is incomplete
+	held     map[uint64]*presenceMessage // deltas waiting for the seqs before them (holdLocked)
+	dig      setDigest                   // of nodes (maintained by addLocked and removeLocked)
+	// The last heartbeat applied: the relay's set at annSeq.
+	annSeq   uint64
+	annDig   setDigest
+	annCount int
+}
+
+// matchesLocked reports whether e's set is the one its last heartbeat
+// announced.
+func (e *relayEntry) matchesLocked() bool {
+	return e.dig == e.annDig && len(e.nodes) == e.annCount
 }
 
 // snapAssembly collects the parts of a multi-part snapshot.
@@ -114,8 +127,12 @@ func (d *directory) notifyLocked() {
 type addState struct{ noRoom bool }
 
 func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64, st *addState) bool {
-	if _, ok := e.nodes[id]; ok {
-		e.nodes[id] = max(e.nodes[id], ts)
+	if old, ok := e.nodes[id]; ok {
+		if ts > old {
+			e.dig.toggle(id, old)
+			e.dig.toggle(id, ts)
+			e.nodes[id] = ts
+		}
 		return true
 	}
 	if len(e.nodes) >= d.maxPerRel {
@@ -129,6 +146,7 @@ func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64, st 
 		return false
 	}
 	e.nodes[id] = ts
+	e.dig.toggle(id, ts)
 	e.peak = max(e.peak, len(e.nodes))
 	delete(e.left, id)
 	d.entries++
@@ -145,10 +163,12 @@ func (d *directory) addLocked(r peer.ID, e *relayEntry, id string, ts int64, st 
 // removeLocked removes id from relay r; left records it as a node that
 // left (it may still be spoken for within the grace).
 func (d *directory) removeLocked(r peer.ID, e *relayEntry, id string, now time.Time, left bool) {
-	if _, ok := e.nodes[id]; !ok {
+	ts, ok := e.nodes[id]
+	if !ok {
 		return
 	}
 	delete(e.nodes, id)
+	e.dig.toggle(id, ts)
 	d.entries--
 	if left && len(e.left) < d.maxPerRel {
 		e.left[id] = now
@@ -208,6 +228,7 @@ func (d *directory) evictRelayLocked() bool {
 	for id := range v.nodes {
 		d.removeLocked(vr, v, id, time.Time{}, false)
 	}
+	d.dropHeldLocked(v)
 	delete(d.relays, vr)
 	d.refused.Add(vr)
 	d.m.dirEvicted.Inc()
@@ -235,8 +256,10 @@ func (d *directory) replaceLocked(r peer.ID, e *relayEntry, set map[string]int64
 }
 
 // apply records a validated presence message of relay r; good is r's
-// standing (standing.good, taken before the call).
-func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, good bool, now time.Time) {
+// standing (standing.good, taken before the call). It reports whether
+// r's set should be pulled: a heartbeat newer than what was applied
+// announced another set.
+func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, good bool, now time.Time) (pull bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.relays[r]
@@ -244,7 +267,7 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 		if len(d.relays) >= d.maxRelays && (!good || !d.evictRelayLocked()) {
 			d.m.dirRefused.Inc()
 			d.refused.Add(r)
-			return
+			return false
 		}
 		e = &relayEntry{epoch: p.Epoch, nodes: map[string]int64{}, left: map[string]time.Time{}, added: now}
 		d.relays[r] = e
@@ -253,38 +276,47 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 	e.good = good
 	switch {
 	case p.Epoch < e.epoch:
-		return // from before the relay restarted
+		return false // from before the relay restarted
 	case p.Epoch > e.epoch:
 		// The relay restarted: its old nodes are gone.
 		for id := range e.nodes {
 			d.removeLocked(r, e, id, now, true)
 		}
 		e.epoch, e.seq, e.snap, e.over, e.wsURL = p.Epoch, 0, nil, false, ""
+		e.annSeq, e.annDig, e.annCount = 0, setDigest{}, 0
+		d.dropHeldLocked(e)
 	}
 	e.lastSeen = now
 	e.expiry = d.expiryFor(p.IntervalMS)
 	if len(addrs) > 0 {
 		e.addrs = addrs
 	}
-	if p.Type == presenceSnapshot {
+	if p.Type == presenceSnapshot || p.Type == presenceDigest {
 		e.wsURL = p.WSURL
 	}
 	refused := 0
 	if p.Seq > e.seq {
 		switch p.Type {
-		case presenceJoin:
-			var st addState
-			for _, id := range p.Nodes {
-				if !d.addLocked(r, e, id, p.Proofs[id].TS, &st) {
-					refused++
-				}
+		case presenceDigest:
+			if p.Seq > e.annSeq {
+				e.annSeq, e.annDig, e.annCount = p.Seq, p.dig, p.Count
+			}
+			if !e.matchesLocked() {
+				return true
 			}
 			e.seq = p.Seq
-		case presenceLeave:
-			for _, id := range p.Nodes {
-				d.removeLocked(r, e, id, now, true)
+			refused += d.drainLocked(r, e, now)
+		case presenceJoin, presenceLeave:
+			if e.seq > 0 && p.Seq > e.seq+1 && d.holdLocked(e, p) {
+				// An earlier message of r is still on its way (pubsub
+				// validates on several workers, so one relay's messages
+				// can overtake each other): wait for it. (Before the
+				// first message applied, there is no earlier one to
+				// wait for.)
+				return false
 			}
-			e.seq = p.Seq
+			refused += d.deltaLocked(r, e, p, now)
+			refused += d.drainLocked(r, e, now)
 		case presenceSnapshot:
 			parts := max(p.Parts, 1)
 			if parts == 1 {
@@ -326,6 +358,135 @@ func (d *directory) apply(r peer.ID, p *presenceMessage, addrs []ma.Multiaddr, g
 		d.m.dirRefused.Add(float64(refused))
 	}
 	d.notifyLocked()
+	return false
+}
+
+// Bounds of the deltas held back until the ones before them arrive.
+const (
+	maxHeldDeltas   = 32    // per relay
+	maxHeldDeltaIDs = 65536 // ids of held deltas, all relays together
+)
+
+// holdLocked keeps delta p of e until the seqs before it arrive; it
+// reports false (apply it now, out of order) when a bound is reached.
+func (d *directory) holdLocked(e *relayEntry, p *presenceMessage) bool {
+	if len(e.held) >= maxHeldDeltas || d.heldIDs+len(p.Nodes) > maxHeldDeltaIDs {
+		return false
+	}
+	if e.held == nil {
+		e.held = map[uint64]*presenceMessage{}
+	}
+	if _, dup := e.held[p.Seq]; !dup {
+		e.held[p.Seq] = p
+		d.heldIDs += len(p.Nodes)
+	}
+	return true
+}
+
+// deltaLocked applies a join or leave of r and advances r's seq.
+func (d *directory) deltaLocked(r peer.ID, e *relayEntry, p *presenceMessage, now time.Time) (refused int) {
+	if p.Type == presenceJoin {
+		var st addState
+		for _, id := range p.Nodes {
+			if !d.addLocked(r, e, id, p.Proofs[id].TS, &st) {
+				refused++
+			}
+		}
+	} else {
+		for _, id := range p.Nodes {
+			d.removeLocked(r, e, id, now, true)
+		}
+	}
+	e.seq = max(e.seq, p.Seq)
+	return refused
+}
+
+// drainLocked applies the held deltas that are next in seq, and the last
+// heartbeat when the set it announced is reached; held deltas at or
+// below the seq are dropped (a pull or heartbeat covered them).
+func (d *directory) drainLocked(r peer.ID, e *relayEntry, now time.Time) (refused int) {
+	for {
+		if e.annSeq == e.seq+1 && e.matchesLocked() {
+			e.seq = e.annSeq
+		}
+		q, ok := e.held[e.seq+1]
+		if !ok {
+			break
+		}
+		delete(e.held, q.Seq)
+		d.heldIDs -= len(q.Nodes)
+		refused += d.deltaLocked(r, e, q, now)
+	}
+	for sq, q := range e.held {
+		if sq <= e.seq {
+			delete(e.held, sq)
+			d.heldIDs -= len(q.Nodes)
+		}
+	}
+	return refused
+}
+
+// dropHeldLocked forgets e's held deltas (r restarted or expired).
+func (d *directory) dropHeldLocked(e *relayEntry) {
+	for _, q := range e.held {
+		d.heldIDs -= len(q.Nodes)
+	}
+	e.held = nil
+}
+
+// needsPull reports whether r's set still disagrees with its last
+// heartbeat (deltas in flight may have arrived since), with that
+// heartbeat's seq and digest.
+func (d *directory) needsPull(r peer.ID) (bool, uint64, setDigest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.relays[r]
+	if e == nil || e.annSeq <= e.seq {
+		return false, 0, setDigest{}
+	}
+	if e.matchesLocked() {
+		e.seq = e.annSeq
+		if n := d.drainLocked(r, e, time.Now()); n > 0 {
+			d.m.dirRefused.Add(float64(n))
+		}
+		d.notifyLocked()
+		return false, 0, setDigest{}
+	}
+	return true, e.annSeq, e.annDig
+}
+
+// applyPull makes a pulled set r's set, unless deltas newer than it were
+// applied meanwhile or r restarted since. It reports whether r's set
+// was that one already (had), and whether it is now (complete: nothing
+// left out by a bound or for a missing proof).
+func (d *directory) applyPull(r peer.ID, res *pulled, good bool, now time.Time) (had, complete bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.relays[r]
+	if e == nil || res.epoch < e.epoch || (res.epoch == e.epoch && res.seq < e.seq) {
+		return false, true // expired, refused or stale: nothing learnt
+	}
+	e.good = good
+	if res.epoch > e.epoch {
+		for id := range e.nodes {
+			d.removeLocked(r, e, id, now, true)
+		}
+		e.epoch, e.seq, e.snap, e.over = res.epoch, 0, nil, false
+		e.annSeq, e.annDig, e.annCount = 0, setDigest{}, 0
+		d.dropHeldLocked(e)
+	}
+	had = e.dig == res.digest
+	refused := d.replaceLocked(r, e, res.set, now)
+	if res.cut {
+		e.over = true
+	}
+	e.seq = max(e.seq, res.seq)
+	refused += d.drainLocked(r, e, now)
+	if refused > 0 {
+		d.m.dirRefused.Add(float64(refused))
+	}
+	d.notifyLocked()
+	return had, e.dig == res.digest
 }
 
 // expire drops relays not heard from within their expiry, and forgets
@@ -339,6 +500,7 @@ func (d *directory) expire(now time.Time) []peer.ID {
 			for id := range e.nodes {
 				d.removeLocked(r, e, id, now, true)
 			}
+			d.dropHeldLocked(e)
 			delete(d.relays, r)
 			gone = append(gone, r)
 			continue

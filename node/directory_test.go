@@ -40,10 +40,14 @@ func TestDirectoryOrdering(t *testing.T) {
 	r := randPeer(t)
 	now := time.Now()
 	d.apply(r, pm(presenceSnapshot, 10, 1, "a", "b"), nil, false, now)
-	d.apply(r, pm(presenceJoin, 10, 3, "c"), nil, false, now)
-	d.apply(r, pm(presenceLeave, 10, 2, "a"), nil, false, now) // stale: seq 2 < 3
-	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"a", "b", "c"}) {
-		t.Fatalf("after stale leave: %v", got)
+	d.apply(r, pm(presenceJoin, 10, 3, "c"), nil, false, now) // overtook seq 2: waits for it
+	d.apply(r, pm(presenceLeave, 10, 2, "a"), nil, false, now)
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("after the overtaken leave: %v", got)
+	}
+	d.apply(r, pm(presenceJoin, 10, 2, "a"), nil, false, now) // stale: seq 2 <= 3
+	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("after a stale join: %v", got)
 	}
 	d.apply(r, pm(presenceSnapshot, 10, 4, "b", "c"), nil, false, now) // authoritative
 	if got := sorted(d.remoteNodes()); !slices.Equal(got, []string{"b", "c"}) {

@@ -24,9 +24,13 @@
 //     two topics, peer scores, the subscription filter and the per-peer
 //     gate in front of validation (originrate.go). Goroutines: subscriptionWatch,
 //     reportDrops. Pubsub runs its own, stopped by close.
-//   - presence (presence.go, directory.go): local nodes, the presence
-//     topic, the directory. Goroutines: the presence subscription reader
-//     (readSub -> apply), presenceLoop, presenceEvents, sweepLoop.
+//   - presence (presence.go, presencepull.go, directory.go): local nodes,
+//     the presence topic (deltas and digest heartbeats), the directory,
+//     and /gsio/presence/1.0.0 (a relay's set, pulled on a heartbeat
+//     mismatch or at first contact). Goroutines: the presence
+//     subscription reader (readSub -> apply), presenceLoop,
+//     presenceEvents, sweepLoop, pullLoop and the pulls it starts (at
+//     most 4), inbound pull handlers (at most 8 answering).
 //   - publisher (publisher.go, speakfor.go, originrate.go): the
 //     broadcast topic both ways, the speak-for rule and its held budget,
 //     the per-origin rate. Goroutines: the broadcast subscription reader (readSub ->
@@ -81,7 +85,8 @@
 // direct.sendersMu -> sender.mu (close resets the senders' streams):
 //   - Node.mu: started and closed; serializes Start and Close, which
 //     alone write gossip's topic handles;
-//   - presence.mu: the local node set and pending presence deltas;
+//   - presence.mu: the local node set, its digest and pending presence
+//     deltas; presence.pl.mu: the pull schedule (taken alone);
 //   - directory.mu: the presence directory;
 //   - speakFor.mu: messages held by the speak-for wait, per origin, per
 //     peer and in all;

@@ -33,6 +33,10 @@ type metrics struct {
 	syncBytes      *prometheus.CounterVec   // direction: sent, received
 	syncMessages   *prometheus.CounterVec   // direction: received, sent, ignored
 	syncErrors     *prometheus.CounterVec   // reason
+	presenceBytes  *prometheus.CounterVec   // via: gossip, pull
+	presencePulls  *prometheus.CounterVec   // result
+	presenceServed *prometheus.CounterVec   // result
+	duplicates     *prometheus.CounterVec   // topic: gossip copies seen again
 }
 
 // validated counts one validation result of a gossip or direct message.
@@ -97,6 +101,22 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "directory_evicted_total",
 			Help: "Directory entries (or whole relays) of relays not in good standing evicted to make room for a relay in good standing or a relay with fewer entries.",
 		}),
+		presenceBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "presence_received_bytes_total",
+			Help: "Presence bytes received: via gossip (the data of every presence message in received RPCs, duplicates included) or pull (/gsio/presence/1.0.0 frames read).",
+		}, []string{"via"}),
+		presencePulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "presence_pulls_total",
+			Help: "Presence set pulls made by this relay, by result (ok, incomplete, skipped, dial, stream, invalid, too_large).",
+		}, []string{"result"}),
+		presenceServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "presence_pulls_served_total",
+			Help: "Presence set pulls answered (ok) or refused (rate, busy, bad_request, not_allowed) by this relay.",
+		}, []string{"result"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "gossip_duplicates_total",
+			Help: "Gossip messages received again after the first copy, by topic (broadcast, presence).",
+		}, []string{"topic"}),
 		unproven: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "presence_unproven_total",
 			Help: "Key-id claims in presence ignored because their node's proof was missing or invalid.",
@@ -168,6 +188,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		m.dirRefused, m.dirEvicted, m.unproven, m.directSent, m.directFailed, m.directLatency, m.directRecv,
 		m.bootstrapDials, m.discovered, m.peerScore, m.subLag,
 		m.syncSessions, m.syncRounds, m.syncBytes, m.syncMessages, m.syncErrors,
+		m.presenceBytes, m.presencePulls, m.presenceServed, m.duplicates,
 	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {

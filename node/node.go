@@ -184,7 +184,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	std := &standing{g: n.gossip, allow: allow, boot: n.disc.isBootstrap}
-	n.presence = newPresence(life, c, dir, n.gossip, std.good)
+	n.presence = newPresence(life, c, dir, n.gossip, std.good, allow)
 	speak := newSpeakFor(life.Done(), dir, n.presence.isLocal, c.tracer, newHeldBudget(cfg.Gossip.ValidateConcurrency))
 	federated := func() bool { return len(boot) > 0 || dir.relayCount() > 0 }
 	n.pub = newPublisher(life, c, n.gossip, speak, federated, isRelay, std.good)

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -22,9 +22,13 @@ import (
 
 // Presence message types.
 const (
+	presenceDigest = "digest" // the heartbeat: count and digest of the set, no ids
+	presenceJoin   = "join"
+	presenceLeave  = "leave"
+	// presenceSnapshot is the full set on the topic, as relays before the
+	// digest heartbeat published it every interval. Still accepted (from
+	// such relays and other implementations); no longer sent.
 	presenceSnapshot = "snapshot"
-	presenceJoin     = "join"
-	presenceLeave    = "leave"
 )
 
 // Wire limits of presence messages (the same for every relay, so that no
@@ -47,7 +51,7 @@ const (
 // (docs/PROTOCOL.md "Presence"). A relay only speaks about itself: Relay
 // must be the GossipSub author of the message.
 type presenceMessage struct {
-	Type       string   `json:"type"`            // snapshot, join or leave
+	Type       string   `json:"type"`            // digest, join or leave (snapshot: received only)
 	Relay      string   `json:"relay"`           // the publishing relay's peer id
 	Epoch      int64    `json:"epoch"`           // relay boot time, unix ms; > 0
 	Seq        uint64   `json:"seq"`             // per epoch, +1 per presence message; > 0
@@ -59,28 +63,46 @@ type presenceMessage struct {
 	// Proofs: for each key id in Nodes (snapshot, join), the node's proof
 	// that it bound to this relay (docs/PROTOCOL.md 5.5).
 	Proofs map[string]nodeauth.Proof `json:"proofs,omitempty"`
-	// WSURL: snapshot: the relay's public WebSocket URL (--public-ws-url),
-	// given to the nodes of a draining relay (docs/PROTOCOL.md 5.1).
+	// Count and Digest: digest only, the relay's set after every delta up
+	// to Seq-1 (docs/PROTOCOL.md 5.1).
+	Count  int    `json:"count,omitempty"`
+	Digest string `json:"digest,omitempty"`
+	// WSURL: digest (and snapshot): the relay's public WebSocket URL
+	// (--public-ws-url), given to the nodes of a draining relay
+	// (docs/PROTOCOL.md 5.1).
 	WSURL string `json:"ws_url,omitempty"`
+
+	dig setDigest // Digest, parsed
 }
 
-// presence owns the presence topic and the directory built from it. It
-// announces this relay's local nodes (NodeJoined/NodeLeft) and reads the
-// other relays' presence into the directory. Goroutines: the subscription
-// reader (readSub, handing to apply), presenceLoop (join/leave deltas at once,
-// snapshots every interval), presenceEvents (a snapshot when a peer joins
-// the topic) and sweepLoop (directory expiry).
+// presence owns the presence topic, the directory built from it and the
+// pull protocol (/gsio/presence/1.0.0, presencepull.go). It announces this
+// relay's local nodes (NodeJoined/NodeLeft) as deltas and a digest
+// heartbeat, reads the other relays' presence into the directory, and
+// pulls a relay's set when its heartbeat disagrees with the directory.
+// Goroutines: the subscription reader (readSub, handing to apply),
+// presenceLoop (join/leave deltas at once, a heartbeat every interval),
+// presenceEvents (a heartbeat when a peer joins the topic), sweepLoop
+// (directory expiry), pullLoop and the pulls it starts (at most
+// pullWorkers), and the inbound pull handlers (pullServeConcurrent).
 type presence struct {
 	core
 	routines
 	g     *gossip
 	dir   *directory
 	good  func(peer.ID) bool // standing.good
+	allow *allowList         // who may pull; nil: anyone
 	epoch int64              // this run's boot time, unix ms
+	seq   atomic.Uint64      // the last seq announced; written by presenceLoop only
 
 	mu      sync.Mutex
 	local   map[string]*nodeauth.Proof // local nodes; a key id's proof, nil for other ids
 	pending map[string]bool            // join (true) or leave (false) not yet announced
+	dig     setDigest                  // of local
+
+	pl        pulls
+	serveRate *buckets      // pulls served per peer
+	serveSem  chan struct{} // pulls served at once
 
 	kick     chan struct{} // pending changed
 	snapKick chan struct{} // a peer joined the topic
@@ -88,19 +110,23 @@ type presence struct {
 	verified *ttlset.Set[proofKey] // presence claims whose proof verified
 }
 
-func newPresence(parent context.Context, c core, dir *directory, g *gossip, good func(peer.ID) bool) *presence {
+func newPresence(parent context.Context, c core, dir *directory, g *gossip, good func(peer.ID) bool, allow *allowList) *presence {
 	return &presence{
-		core:     c,
-		routines: newRoutines(parent),
-		g:        g,
-		dir:      dir,
-		good:     good,
-		epoch:    time.Now().UnixMilli(),
-		local:    map[string]*nodeauth.Proof{},
-		pending:  map[string]bool{},
-		kick:     make(chan struct{}, 1),
-		snapKick: make(chan struct{}, 1),
-		verified: ttlset.New[proofKey](1<<16, time.Hour, nil),
+		core:      c,
+		routines:  newRoutines(parent),
+		g:         g,
+		dir:       dir,
+		good:      good,
+		allow:     allow,
+		pl:        pulls{st: map[peer.ID]*pullState{}, kick: make(chan struct{}, 1)},
+		serveRate: newBuckets(pullServeRate, pullServeBurst, 4096),
+		serveSem:  make(chan struct{}, pullServeConcurrent),
+		epoch:     time.Now().UnixMilli(),
+		local:     map[string]*nodeauth.Proof{},
+		pending:   map[string]bool{},
+		kick:      make(chan struct{}, 1),
+		snapKick:  make(chan struct{}, 1),
+		verified:  ttlset.New[proofKey](1<<16, time.Hour, nil),
 	}
 }
 
@@ -110,9 +136,14 @@ func (p *presence) start() {
 	p.spawn(p.presenceLoop)
 	p.spawn(p.presenceEvents)
 	p.spawn(p.sweepLoop)
+	p.spawn(p.pullLoop)
+	p.host.SetStreamHandler(PresenceProtocol, p.handlePull)
 }
 
-func (p *presence) close() { p.stop() }
+func (p *presence) close() {
+	p.host.RemoveStreamHandler(PresenceProtocol)
+	p.stop()
+}
 
 // parsePresence decodes and checks a presence message; it returns a reason
 // label for a message to reject.
@@ -125,6 +156,12 @@ func parsePresence(data []byte, maxSize int) (*presenceMessage, peer.ID, []ma.Mu
 		return nil, "", nil, message.CodeInvalidJSON
 	}
 	switch p.Type {
+	case presenceDigest:
+		d, ok := parseDigest(p.Digest)
+		if !ok || p.Count < 0 || p.Count > maxPullNodes || len(p.Nodes) > 0 || len(p.Proofs) > 0 {
+			return nil, "", nil, "bad_digest"
+		}
+		p.dig = d
 	case presenceSnapshot, presenceJoin, presenceLeave:
 	default:
 		return nil, "", nil, "bad_type"
@@ -221,7 +258,7 @@ func (p *presence) validate(_ context.Context, src peer.ID, m *pubsub.Message) p
 	if !p.cfg.Presence.AllowPrivateAddrs {
 		addrs = publicAddrs(addrs)
 	}
-	if msg.Type != presenceLeave {
+	if msg.Type == presenceJoin || msg.Type == presenceSnapshot {
 		msg.Nodes = p.proven(relay, msg)
 	}
 	m.ValidatorData = &presenceData{msg: msg, relay: relay, addrs: addrs}
@@ -279,7 +316,9 @@ func (p *presence) apply(m *pubsub.Message) {
 		// a neighbour.
 		p.host.Peerstore().AddAddrs(d.relay, d.addrs, 2*p.dir.expiryFor(d.msg.IntervalMS))
 	}
-	p.dir.apply(d.relay, d.msg, d.addrs, p.good(d.relay), time.Now())
+	if p.dir.apply(d.relay, d.msg, d.addrs, p.good(d.relay), time.Now()) {
+		p.wantPull(d.relay)
+	}
 }
 
 // joined records a local node (with a key id's proof, nil otherwise);
@@ -287,7 +326,11 @@ func (p *presence) apply(m *pubsub.Message) {
 // announced again.
 func (p *presence) joined(nodeID string, proof *nodeauth.Proof) {
 	p.mu.Lock()
+	if old, ok := p.local[nodeID]; ok {
+		p.dig.toggle(nodeID, proofTS(old))
+	}
 	p.local[nodeID] = proof
+	p.dig.toggle(nodeID, proofTS(proof))
 	p.pending[nodeID] = true
 	p.mu.Unlock()
 	p.kickLoop()
@@ -296,7 +339,10 @@ func (p *presence) joined(nodeID string, proof *nodeauth.Proof) {
 // left removes a local node; presenceLoop announces it.
 func (p *presence) left(nodeID string) {
 	p.mu.Lock()
-	delete(p.local, nodeID)
+	if old, ok := p.local[nodeID]; ok {
+		p.dig.toggle(nodeID, proofTS(old))
+		delete(p.local, nodeID)
+	}
 	p.pending[nodeID] = false
 	p.mu.Unlock()
 	p.kickLoop()
@@ -316,11 +362,14 @@ func (p *presence) isLocal(nodeID string) bool {
 	return ok
 }
 
-// presenceLoop publishes our presence: a snapshot now and every
-// Presence.Interval, and join/leave deltas as soon as joined/left kick
-// it. seq is owned by this goroutine.
+// deltaGap is the least time between two flushes of presence deltas.
+const deltaGap = 50 * time.Millisecond
+
+// presenceLoop publishes our presence: join/leave deltas as soon as
+// joined/left kick it (at most one flush per deltaGap), and a heartbeat (count and digest of the set, no
+// ids) at start, every Presence.Interval and when a peer joins the topic.
+// It is the only writer of p.seq.
 func (p *presence) presenceLoop() {
-	var seq uint64
 	topic := p.g.pres.topic
 	interval := p.cfg.Presence.Interval
 	send := func(msg *presenceMessage) {
@@ -333,7 +382,9 @@ func (p *presence) presenceLoop() {
 			p.log.Warn("publish presence", "topic", p.g.pres.name, "err", err)
 		}
 	}
-	flush := func() {
+	// flush publishes the pending deltas and returns the set's digest and
+	// size with them applied (taken with them, under p.mu).
+	flush := func() (setDigest, int) {
 		p.mu.Lock()
 		var joins, leaves []string
 		proofs := map[string]nodeauth.Proof{}
@@ -350,82 +401,72 @@ func (p *presence) presenceLoop() {
 			}
 		}
 		clear(p.pending)
+		dig, count := p.dig, len(p.local)
 		p.mu.Unlock()
 		for _, kind := range []struct {
 			typ string
 			ids []string
 		}{{presenceLeave, leaves}, {presenceJoin, joins}} {
 			for _, c := range chunkNodes(kind.ids, p.cfg.MaxMessageSize) {
-				seq++
-				send(&presenceMessage{Type: kind.typ, Relay: p.self.String(), Epoch: p.epoch, Seq: seq,
+				send(&presenceMessage{Type: kind.typ, Relay: p.self.String(), Epoch: p.epoch, Seq: p.seq.Add(1),
 					IntervalMS: interval.Milliseconds(), Addrs: p.addrs(), Nodes: c, Proofs: proofsOf(c, proofs)})
 			}
 		}
+		return dig, count
 	}
-	snapshot := func() {
-		p.mu.Lock()
-		nodes := make([]string, 0, len(p.local))
-		proofs := map[string]nodeauth.Proof{}
-		for id, pr := range p.local {
-			nodes = append(nodes, id)
-			if pr != nil {
-				proofs[id] = *pr
-			}
-		}
-		p.mu.Unlock()
-		slices.Sort(nodes)
-		addrs := p.addrs()
-		chunks := chunkNodes(nodes, p.cfg.MaxMessageSize)
-		if len(chunks) == 0 {
-			chunks = [][]string{{}}
-		}
-		if len(chunks) > maxSnapshotParts {
-			p.log.Error("presence snapshot too large; announcing the first parts only", "parts", len(chunks))
-			chunks = chunks[:maxSnapshotParts]
-		}
-		// All parts of one snapshot share a seq: take it once.
-		seq++
-		for i, c := range chunks {
-			msg := &presenceMessage{
-				Type: presenceSnapshot, Relay: p.self.String(), Epoch: p.epoch, Seq: seq,
-				IntervalMS: interval.Milliseconds(), Addrs: addrs, Nodes: c, Proofs: proofsOf(c, proofs),
-				WSURL: p.cfg.Presence.PublicWSURL,
-			}
-			if len(chunks) > 1 {
-				msg.Part, msg.Parts = i, len(chunks)
-			}
-			send(msg)
-		}
+	heartbeat := func() {
+		dig, count := flush()
+		send(&presenceMessage{Type: presenceDigest, Relay: p.self.String(), Epoch: p.epoch, Seq: p.seq.Add(1),
+			IntervalMS: interval.Milliseconds(), Addrs: p.addrs(), Nodes: []string{}, Count: count, Digest: dig.String(),
+			WSURL: p.cfg.Presence.PublicWSURL})
 	}
 
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	flush()
-	snapshot()
+	// Deltas go out at once, but at most one flush per deltaGap: nodes
+	// that connect together (a relay restarting, 10,000 clients coming
+	// back) make a few joins of many ids, not one gossip message each.
+	gap := min(deltaGap, interval/4)
+	coalesce := time.NewTimer(time.Hour)
+	coalesce.Stop()
+	defer coalesce.Stop()
+	var lastFlush time.Time
+	armed := false
+	heartbeat()
 	last := time.Now()
 	for {
 		select {
 		case <-p.ctx.Done():
 			return
 		case <-p.kick:
+			if wait := gap - time.Since(lastFlush); wait > 0 {
+				if !armed {
+					coalesce.Reset(wait)
+					armed = true
+				}
+				continue
+			}
 			flush()
+			lastFlush = time.Now()
+		case <-coalesce.C:
+			armed = false
+			flush()
+			lastFlush = time.Now()
 		case <-p.snapKick:
 			// A new peer on the presence topic: tell it our state now
 			// rather than at the next tick, at most 4 times an interval.
 			if time.Since(last) >= interval/4 {
-				flush()
-				snapshot()
+				heartbeat()
 				last = time.Now()
 			}
 		case <-t.C:
-			flush()
-			snapshot()
+			heartbeat()
 			last = time.Now()
 		}
 	}
 }
 
-// presenceEvents kicks a snapshot when a peer joins the presence topic.
+// presenceEvents kicks a heartbeat when a peer joins the presence topic.
 func (p *presence) presenceEvents() {
 	h := p.g.pres.events
 	for {
@@ -512,6 +553,14 @@ func chunkNodes(ids []string, maxSize int) [][]string {
 		out = append(out, cur)
 	}
 	return out
+}
+
+// proofTS is the ts a member is hashed with: its proof's, 0 without one.
+func proofTS(pr *nodeauth.Proof) int64 {
+	if pr == nil {
+		return 0
+	}
+	return pr.TS
 }
 
 func (p *presenceMessage) String() string {

@@ -178,11 +178,25 @@ func (t *tracer) UndeliverableMessage(msg *pubsub.Message) {
 	t.drop("subscriber_too_slow", 1)
 }
 
-func (t *tracer) Join(string)                                          {}
-func (t *tracer) ValidateMessage(*pubsub.Message)                      {}
-func (t *tracer) DeliverMessage(*pubsub.Message)                       {}
-func (t *tracer) DuplicateMessage(*pubsub.Message)                     {}
-func (t *tracer) ThrottlePeer(peer.ID)                                 {}
-func (t *tracer) RecvRPC(*pubsub.RPC)                                  {}
+func (t *tracer) Join(string)                     {}
+func (t *tracer) ValidateMessage(*pubsub.Message) {}
+func (t *tracer) DeliverMessage(*pubsub.Message)  {}
+func (t *tracer) DuplicateMessage(msg *pubsub.Message) {
+	t.m.duplicates.WithLabelValues(t.topicTag(msg.GetTopic())).Inc()
+}
+func (t *tracer) ThrottlePeer(peer.ID) {}
+
+// RecvRPC counts the presence bytes received over gossip (every copy).
+func (t *tracer) RecvRPC(rpc *pubsub.RPC) {
+	n := 0
+	for _, m := range rpc.GetPublish() {
+		if t.topicTag(m.GetTopic()) == "presence" {
+			n += len(m.GetData())
+		}
+	}
+	if n > 0 {
+		t.m.presenceBytes.WithLabelValues("gossip").Add(float64(n))
+	}
+}
 func (t *tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (t *tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

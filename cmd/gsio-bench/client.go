@@ -346,9 +346,9 @@ func (p *publisher) allWarm() bool {
 	return true
 }
 
-// warmup sends a warm-up message every 20 ms until every receiver has got
-// one, or until the deadline.
-func (p *publisher) warmup(deadline time.Time) error {
+// warmup sends a warm-up message every period until every receiver has
+// got one, or until the deadline.
+func (p *publisher) warmup(deadline time.Time, period time.Duration) error {
 	for !p.allWarm() {
 		if time.Now().After(deadline) {
 			n := 0
@@ -362,7 +362,7 @@ func (p *publisher) warmup(deadline time.Time) error {
 		if err := p.send(runWarmup, 1); err != nil {
 			return err
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(period)
 	}
 	return nil
 }

@@ -39,10 +39,11 @@ type config struct {
 	directRate float64
 	only       []string
 	targets    []string
+	timeout    time.Duration
+	s5         s5Config
 
 	resumeRate    float64       // R1: broadcasts/s
 	resumeOffline time.Duration // R1: how long the node is away
-	timeout       time.Duration
 }
 
 func main() {
@@ -104,9 +105,16 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.Float64Var(&cfg.directRate, "direct-rate", 10000, "msg/s in all of S3")
 	fs.Float64Var(&cfg.resumeRate, "resume-rate", 1000, "broadcasts/s in R1")
 	fs.DurationVar(&cfg.resumeOffline, "resume-offline", 60*time.Second, "how long the node of R1 is away")
-	only := fs.String("only", "", "comma-separated scenarios to run (default all): hub,S1,S1-paced,S2,S2-paced,S3,S4,R1,L1")
+	only := fs.String("only", "", "comma-separated scenarios to run (default all): hub,S1,S1-paced,S2,S2-paced,S3,S4,S5,R1,L1")
 	targets := fs.String("targets", "gsio-relay,nats-server", "comma-separated targets besides the reference hub")
-	fs.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "bound of the whole run")
+	fs.IntVar(&cfg.s5.relays, "relays", 20, "S5: relay processes (a partial mesh on loopback)")
+	fs.IntVar(&cfg.s5.nodes, "nodes", 10000, "S5: nodes spread over the relays (one publisher per relay among them)")
+	fs.DurationVar(&cfg.s5.steady, "s5-steady", 30*time.Second, "S5: measured steady state")
+	fs.IntVar(&cfg.s5.joins, "s5-joins", 1000, "S5: nodes that join and leave, in waves")
+	fs.IntVar(&cfg.s5.wave, "s5-wave", 50, "S5: nodes per join wave")
+	fs.Float64Var(&cfg.s5.perRelayRate, "s5-rate", 10, "S5: broadcast msg/s per relay")
+	fs.DurationVar(&cfg.s5.broadcast, "s5-broadcast", 10*time.Second, "S5: measured broadcast time")
+	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	cpuProfile := fs.String("cpuprofile", "", "write the generator's own CPU profile to `file`")
 	_ = fs.Parse(args)
 	if *cpuProfile != "" {
@@ -143,7 +151,7 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
 	}
-	if need := uint64(cfg.idle + 1000); nofile < need {
+	if need := uint64(max(cfg.idle, cfg.s5.nodes) + 1000); nofile < need {
 		slog.Warn("RLIMIT_NOFILE is below what S4 needs", "limit", nofile, "need", need)
 	}
 	if err := os.RemoveAll(cfg.workDir); err != nil {
@@ -178,6 +186,10 @@ func runCmd(ctx context.Context, args []string) error {
 	s2p.name, s2p.servers = "S2-paced", 3
 	s3 := scenario{name: "S3", servers: 3, pubs: cfg.pairs, rate: cfg.directRate, window: cfg.window, duration: cfg.duration, payload: cfg.payload}
 	s4 := scenario{name: "S4", servers: 1, idle: cfg.idle}
+	s5pubs := cfg.s5.relays
+	s5 := scenario{name: "S5", servers: cfg.s5.relays, pubs: s5pubs, subs: max(cfg.s5.nodes-s5pubs, 1),
+		rate: cfg.s5.perRelayRate * float64(cfg.s5.relays), window: cfg.window, duration: cfg.s5.broadcast,
+		payload: cfg.payload, partial: true, spread: true, s5: true}
 
 	// The generator's ceiling first: S1 against the reference hub.
 	if want("hub") {
@@ -195,6 +207,7 @@ func runCmd(ctx context.Context, args []string) error {
 		{s2p, []string{kindRelay, kindNATS}},
 		{s3, []string{kindRelay, kindNATS}},
 		{s4, []string{kindRelay, kindNATS}},
+		{s5, []string{kindRelay}},
 	}
 	for _, p := range plan {
 		if !want(p.sc.name) {
@@ -219,7 +232,7 @@ func runCmd(ctx context.Context, args []string) error {
 		if !want(h.name) || !wantTarget(kindRelay) || ctx.Err() != nil {
 			continue
 		}
-		t, err := startRelays(cfg, strings.ToLower(h.name)+"-"+kindRelay, h.servers)
+		t, err := startRelays(cfg, strings.ToLower(h.name)+"-"+kindRelay, h.servers, false)
 		if err != nil {
 			record(result{Scenario: h.name, Target: kindRelay, Err: err.Error(), Load: loadAvg()})
 			continue
@@ -252,7 +265,7 @@ func runOn(ctx context.Context, cfg *config, sc *scenario, kind string) result {
 	var err error
 	switch kind {
 	case kindRelay:
-		t, err = startRelays(cfg, name, sc.servers)
+		t, err = startRelays(cfg, name, sc.servers, sc.partial)
 	case kindNATS:
 		t, err = startNATS(cfg, name, sc.servers)
 	case kindHub:

@@ -17,6 +17,12 @@ func (r *result) line() string {
 	if r.Err != "" {
 		return fmt.Sprintf("%-9s %-11s FAILED: %s", r.Scenario, r.Target, r.Err)
 	}
+	if r.S5 != nil {
+		return fmt.Sprintf(lineFmt, r.Scenario, r.Target, count(r.Sent), count(r.Expected), count(r.Received),
+			count(r.Lost), count(r.Dup), rate(r.Rate), f2(r.P50), f2(r.P99), f2(r.Max),
+			fmt.Sprintf("%.0f%%", r.ServerCPU), fmt.Sprintf("%.2f", r.CPUPerMsg), fmt.Sprintf("%.0fMiB", mib(r.ServerRSS)),
+			fmt.Sprintf("%.0f%%", r.GenCPU)) + "\n" + r.S5.line()
+	}
 	if r.Conns > 0 {
 		s := fmt.Sprintf("%-9s %-11s %d idle clients: %.1f KiB RSS per connection, server RSS %.0f MiB",
 			r.Scenario, r.Target, r.Conns, r.RSSPerConn/1024, mib(r.ServerRSS))
@@ -97,6 +103,8 @@ func report(e *env, results []result) string {
 				r.Scenario, r.Target, r.Conns, r.RSSPerConn/1024, heap, stack, mib(r.ServerRSS), r.ServerCPU)
 		}
 	}
+
+	b.WriteString(s5Table(results))
 
 	b.WriteString("\n## gsio-relay / nats-server and the targets\n\n")
 	b.WriteString("| measure | gsio-relay | nats-server | ratio | target | met |\n|---|--:|--:|--:|---|---|\n")

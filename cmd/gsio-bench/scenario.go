@@ -19,8 +19,11 @@ type scenario struct {
 	rate     float64 // messages/s offered in all; 0: as fast as the window allows
 	window   int     // messages in flight per publisher (sent, not yet received by all)
 	duration time.Duration
-	payload  int // bytes of the GSIO payload value
-	idle     int // S4: idle connections
+	payload  int  // bytes of the GSIO payload value
+	idle     int  // S4: idle connections
+	partial  bool // relays in a partial mesh (partialBoots), not a full one
+	spread   bool // fan-out publisher i on server i mod n (default: all on server 0)
+	s5       bool // run S5's steady-state and join phases after the warm-up
 }
 
 func (sc *scenario) direct() bool { return sc.subs == 0 && sc.idle == 0 }
@@ -35,6 +38,8 @@ func (sc *scenario) describe() string {
 			s += fmt.Sprintf(", %.0f msg/s in all", sc.rate)
 		}
 		return s
+	case sc.s5:
+		return fmt.Sprintf("%d relays (partial mesh), %d nodes; broadcast: 1 publisher per relay, %.0f msg/s in all", sc.servers, sc.subs+sc.pubs, sc.rate)
 	default:
 		s := fmt.Sprintf("%d pub -> %d subs on %d server(s), %d B payload", sc.pubs, sc.subs, sc.servers, sc.payload)
 		if sc.rate > 0 {
@@ -75,6 +80,8 @@ type result struct {
 	RSSPerConn   float64 `json:"rss_per_conn_bytes,omitempty"`
 	HeapPerConn  float64 `json:"heap_per_conn_bytes,omitempty"`
 	StackPerConn float64 `json:"stack_per_conn_bytes,omitempty"`
+
+	S5 *s5Result `json:"s5,omitempty"`
 
 	Notes []string `json:"notes,omitempty"`
 	Err   string   `json:"error,omitempty"`
@@ -120,7 +127,11 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 			rplaces = append(rplaces, place{t.servers[i%n], fmt.Sprintf("sub-%d", i), "bench.fan"})
 		}
 		for i := range sc.pubs {
-			pplaces = append(pplaces, place{t.servers[0], fmt.Sprintf("pub-%d", i), ""})
+			srv := t.servers[0]
+			if sc.spread {
+				srv = t.servers[i%n]
+			}
+			pplaces = append(pplaces, place{srv, fmt.Sprintf("pub-%d", i), ""})
 		}
 	}
 	rconns, err := dialAll(len(rplaces), 16, func(i int) (*conn, error) {
@@ -180,13 +191,39 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 		c.start(prcv[i])
 	}
 
-	// Warm-up: every publisher reaches every one of its receivers.
+	// S5's steady state and joins come first, with no traffic at all.
+	var dups0, firsts0 float64
+	if sc.s5 {
+		res.S5 = &s5Result{Relays: n, Nodes: len(rplaces) + len(pplaces)}
+		local := make([]int, n)
+		for _, pl := range append(append([]place(nil), rplaces...), pplaces...) {
+			for k, s := range t.servers {
+				if s == pl.srv {
+					local[k]++
+				}
+			}
+		}
+		if err := s5Phases(ctx, cfg, t, local, &res); err != nil {
+			return fail(fmt.Errorf("S5: %w", err))
+		}
+	}
+
+	// Warm-up: every publisher reaches every one of its receivers. A
+	// warm-up message every 20 ms; with S5's thousands of receivers, one
+	// a second (20 ms would be 50 x 10,000 deliveries/s per publisher).
 	deadline := time.Now().Add(warmupTimeout)
-	if err := forEach(pubs, func(p *publisher) error { return p.warmup(deadline) }); err != nil {
+	period := 20 * time.Millisecond
+	if sc.s5 {
+		deadline, period = time.Now().Add(4*warmupTimeout), time.Second
+	}
+	if err := forEach(pubs, func(p *publisher) error { return p.warmup(deadline, period) }); err != nil {
 		return fail(fmt.Errorf("warm-up: %w", err))
 	}
 	if ctx.Err() != nil {
 		return fail(ctx.Err())
+	}
+	if sc.s5 {
+		dups0, firsts0, _ = s5Dups(t)
 	}
 
 	// Measured run.
@@ -353,6 +390,18 @@ func runTraffic(ctx context.Context, cfg *config, sc *scenario, t *target) (res 
 		res.CPUPerMsg = float64(cpu.Microseconds()) / float64(res.Received)
 	}
 	res.GenCPU = pct(genCPU, wall)
+	if sc.s5 {
+		dups1, firsts1, found := s5Dups(t)
+		res.S5.DupPerMsg = -1
+		if found && firsts1 > firsts0 {
+			res.S5.DupPerMsg = (dups1 - dups0) / (firsts1 - firsts0)
+		}
+		var rss []float64
+		for i := range after {
+			rss = append(rss, float64(after[i].rss))
+		}
+		res.S5.RSS, res.S5.RSSMax = meanMax(rss)
+	}
 	return res
 }
 

@@ -53,13 +53,21 @@ const readyTimeout = 30 * time.Second
 
 // startRelays starts n gsio-relay processes: one standalone relay when n is
 // 1, else a federation in which relay i bootstraps to every relay before
-// it.
-func startRelays(cfg *config, name string, n int) (*target, error) {
+// it, or, with partial, to at most two of them (partialBoots): a connected
+// federation that is not a full mesh.
+func startRelays(cfg *config, name string, n int, partial bool) (*target, error) {
 	t := &target{kind: kindRelay}
 	dir := filepath.Join(cfg.workDir, name)
 	var boots []string
 	for i := range n {
-		s, err := startRelay(cfg, dir, i, n, boots)
+		b := boots
+		if partial {
+			b = nil
+			for _, j := range partialBoots(i) {
+				b = append(b, boots[j])
+			}
+		}
+		s, err := startRelay(cfg, dir, i, n, b)
 		if err != nil {
 			t.stop()
 			return nil, err
@@ -79,6 +87,19 @@ func startRelays(cfg *config, name string, n int) (*target, error) {
 		}
 	}
 	return t, nil
+}
+
+// partialBoots are the relays relay i bootstraps to in a partial mesh:
+// the one before it and the one at half its index (a chain with shortcuts:
+// each relay has 2 to 4 neighbours, and the diameter grows as log n).
+func partialBoots(i int) []int {
+	switch {
+	case i == 0:
+		return nil
+	case i == 1 || i/2 == i-1:
+		return []int{i - 1}
+	}
+	return []int{i - 1, i / 2}
 }
 
 func startRelay(cfg *config, dir string, i, n int, boots []string) (*server, error) {
