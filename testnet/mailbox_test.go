@@ -2,8 +2,12 @@ package testnet
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gsio-net/gsio-relay/relay"
 )
@@ -67,4 +71,55 @@ func TestMailboxOnTheKeepingRelay(t *testing.T) {
 	if s.Pending() != 0 {
 		t.Fatalf("the sender got %d messages (errors) for kept messages", s.Pending())
 	}
+}
+
+// TestMailboxWhenTheHolderIsUnreachable: a direct message routed to the
+// relay that holds its recipient, but that the sender's relay can no
+// longer reach (a partition, before the directory has expired it), fails
+// on the mesh; the sender's relay keeps it in the recipient's mailbox
+// instead of answering recipient_unknown, and delivers it when the
+// recipient binds on a relay it reaches.
+func TestMailboxWhenTheHolderIsUnreachable(t *testing.T) {
+	defer func(w time.Duration) { Wait = w }(Wait)
+	Wait = 30 * time.Second
+	h := StartHarness(t, 3, Full, WithAdmin())
+	s := Dial(t, h.Relays[0].URL+"?node_id=sender", "sender")
+	r := Dial(t, h.Relays[1].URL+"?node_id=rcpt", "rcpt")
+	h.WaitNodes(10*time.Second, "sender", "rcpt")
+	Reach(t, s, r)
+	failed := func() float64 { return counterSum(t, h.Relays[0].Registry, "direct_failed_total") }
+	before := failed()
+	h.Partition([]int{0, 2}, []int{1})
+	// Relay 0 still lists rcpt at relay 1 (presence expires it later).
+	if !slices.Contains(h.Nodes(0), "rcpt") {
+		t.Fatal("relay 0 forgot rcpt at the partition already: the case this test is for is not reached")
+	}
+	s.Send("EntryResponse", "cut-1", "rcpt", `{"i":1}`)
+	Eventually(t, Wait, "the direct message fails on the mesh", func() bool { return failed() > before })
+	r.Close()
+	r2 := Dial(t, h.Relays[2].URL+"?node_id=rcpt", "rcpt")
+	if m := r2.Expect("EntryResponse"); m.ID != "cut-1" || m.Sender != "sender" {
+		t.Fatalf("got %s from %s, want cut-1 from sender", m.ID, m.Sender)
+	}
+	if s.Pending() != 0 {
+		t.Fatalf("the sender got %d messages (an error) for a kept message", s.Pending())
+	}
+}
+
+// counterSum sums every series of the counter family name in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, suffix string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if strings.HasSuffix(mf.GetName(), suffix) {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
