@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/gsio-net/gsio-relay/history"
 	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/wsframe"
@@ -100,12 +98,7 @@ func jsonInt(raw json.RawMessage, lo, hi int64) (int64, error) {
 // broadcasts, then RelayHistoryEnd. At most 2 requests a second (burst 4)
 // per connection: each may read up to 10,000 messages.
 func (r *Router) answerHistory(s *Session, env *message.Envelope) {
-	if s.histories == nil {
-		s.histories = rate.NewLimiter(2, 4)
-	}
-	if !s.histories.AllowN(r.now(), 1) {
-		r.refuse(s, env, DropRateLimited, message.CodeRateLimited,
-			"HistoryRequest is answered at most 2 times a second")
+	if !r.allowAnswer(s, env, &s.histories, 2, 4) {
 		return
 	}
 	req, err := parseHistoryRequest(env.Payload)

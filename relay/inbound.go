@@ -142,30 +142,59 @@ func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
 		}
 		return
 	}
-	if r.mesh != nil && r.mesh.Direct(env) {
-		now := r.now()
-		r.sawNode(env.Recipient, now) // held somewhere: it may get a mailbox later
-		if r.limits.Load().MailboxMax > 0 {
-			r.inflight.add(env, f, now) // a NACK puts it in the mailbox (inflight.go)
-		}
-		r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)
+	if r.toMesh(env, f, r.now()) {
 		return
 	}
-	switch r.keep(env, f) {
-	case "":
+	code := r.keep(env, f)
+	if code == "" {
 		r.metrics.MailboxIn.Inc() // kept: no error, delivered when it binds
 		return
-	case CodeMailboxFull:
-		r.dedup.Remove(dedupKey{env.Sender, env.ID})
-		r.metrics.drop(DropMailboxFull)
-		r.sendError(s, s.nodeID, CodeMailboxFull,
-			"the mailbox of "+quote(env.Recipient)+" is full; retry later", env.ID)
-		return
 	}
-	r.dedup.Remove(dedupKey{env.Sender, env.ID}) // a retry once the recipient is there is delivered
-	r.metrics.drop(DropRecipientUnknown)
-	r.sendError(s, s.nodeID, message.CodeRecipientUnknown,
-		"no node "+quote(env.Recipient)+" is connected to the federation", env.ID)
+	if code == message.CodeRecipientUnknown {
+		r.metrics.drop(DropRecipientUnknown)
+	}
+	r.notDelivered(s, env.Sender, env.ID, env.Recipient, code)
+}
+
+// toMesh hands a direct message for a recipient held by another relay to
+// the mesh. With mailboxes on it is remembered in flight first: a NACK or
+// a failed write, which may come back at once, then puts it in the
+// recipient's mailbox at its place at (inflight.go). It reports false
+// when no relay holds the recipient.
+func (r *Router) toMesh(env *message.Envelope, f *wsframe.Frame, at time.Time) bool {
+	if r.mesh == nil {
+		return false
+	}
+	now := r.now()
+	track := r.limits.Load().MailboxMax > 0
+	if track {
+		r.inflight.add(env, f, at, now)
+	}
+	if !r.mesh.Direct(env) {
+		if track {
+			r.inflight.take(env.Sender, env.ID, now)
+		}
+		return false
+	}
+	r.sawNode(env.Recipient, now) // held somewhere: it may get a mailbox later
+	r.metrics.countOut(env.Type, RouteDirect, len(env.Raw), 1)
+	return true
+}
+
+// notDelivered tells s, the session of sender (nil: gone), that its
+// direct message id for recipient went nowhere: code is
+// message.CodeRecipientUnknown or CodeMailboxFull. The pair is forgotten
+// by dedup, so that a retry once the recipient is there is delivered.
+func (r *Router) notDelivered(s *Session, sender, id, recipient, code string) {
+	r.dedup.Remove(dedupKey{sender, id})
+	text := "no node " + quote(recipient) + " is connected to the federation"
+	if code == CodeMailboxFull {
+		r.metrics.drop(DropMailboxFull)
+		text = "the mailbox of " + quote(recipient) + " is full; retry later"
+	}
+	if s != nil {
+		r.sendError(s, sender, code, text, id)
+	}
 }
 
 // quote bounds an id echoed in an error message.
@@ -183,12 +212,7 @@ const nodeListPageBytes = 64 << 10
 // 64 KiB of ids and NodeListMaxBytes in all (so that one answer never
 // overflows a send queue), at most 20 times a second per connection.
 func (r *Router) answerNodeList(s *Session, env *message.Envelope) {
-	if s.nodeLists == nil {
-		s.nodeLists = rate.NewLimiter(20, 20)
-	}
-	if !s.nodeLists.AllowN(r.now(), 1) {
-		r.refuse(s, env, DropRateLimited, message.CodeRateLimited,
-			"NodeListRequest is answered at most 20 times a second")
+	if !r.allowAnswer(s, env, &s.nodeLists, 20, 20) {
 		return
 	}
 	for _, b := range message.NodeListPages(r.cfg.RelayID, env.Sender, r.Nodes(), nodeListPageBytes, r.cfg.NodeListMaxBytes) {
@@ -197,4 +221,19 @@ func (r *Router) answerNodeList(s *Session, env *message.Envelope) {
 		}
 		r.metrics.countOut(message.TypeNodeListResponse, RouteLocal, len(b), 1)
 	}
+}
+
+// allowAnswer takes a token of *lim, s's limiter of one kind of request
+// the relay answers itself (made on first use: perSec, burst); without
+// one the request is refused rate_limited. Read pump only.
+func (r *Router) allowAnswer(s *Session, env *message.Envelope, lim **rate.Limiter, perSec float64, burst int) bool {
+	if *lim == nil {
+		*lim = rate.NewLimiter(rate.Limit(perSec), burst)
+	}
+	if (*lim).AllowN(r.now(), 1) {
+		return true
+	}
+	r.refuse(s, env, DropRateLimited, message.CodeRateLimited,
+		fmt.Sprintf("%s is answered at most %g times a second", env.Type, perSec))
+	return false
 }

@@ -23,9 +23,10 @@ const (
 )
 
 type inflightMsg struct {
-	env message.Envelope
-	f   *wsframe.Frame
-	at  time.Time // when the sender's relay took it: its place in a mailbox
+	env  message.Envelope
+	f    *wsframe.Frame
+	at   time.Time // when the sender's relay took it: its place in a mailbox
+	sent time.Time // when it went to the mesh: its age here
 }
 
 // inflight is a FIFO of recently sent direct messages with an index by
@@ -44,8 +45,9 @@ type inflightSlot struct {
 	m *inflightMsg
 }
 
-// add remembers env (sent at now) until it ages out or is taken.
-func (q *inflight) add(env *message.Envelope, f *wsframe.Frame, now time.Time) {
+// add remembers env, sent to the mesh at now, until it ages out or is
+// taken; at is when the relay took it (now, or when a mailbox kept it).
+func (q *inflight) add(env *message.Envelope, f *wsframe.Frame, at, now time.Time) {
 	if f.Len() > inflightMaxBytes {
 		return
 	}
@@ -58,7 +60,7 @@ func (q *inflight) add(env *message.Envelope, f *wsframe.Frame, now time.Time) {
 	if old := q.byKey[k]; old != nil {
 		q.bytes -= old.f.Len()
 	}
-	m := &inflightMsg{env: *env, f: f, at: now}
+	m := &inflightMsg{env: *env, f: f, at: at, sent: now}
 	q.byKey[k] = m
 	q.fifo = append(q.fifo, inflightSlot{k, m})
 	q.bytes += f.Len()
@@ -85,7 +87,7 @@ func (q *inflight) expireLocked(now time.Time) {
 	for q.head < len(q.fifo) {
 		s := q.fifo[q.head]
 		live := q.byKey[s.k] == s.m
-		if live && now.Sub(s.m.at) <= inflightTTL && len(q.byKey) <= inflightMax && q.bytes <= inflightMaxBytes {
+		if live && now.Sub(s.m.sent) <= inflightTTL && len(q.byKey) <= inflightMax && q.bytes <= inflightMaxBytes {
 			break
 		}
 		if live {

@@ -27,14 +27,14 @@ func TestInflightBounds(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	// Age: an entry older than inflightTTL is gone.
 	env, f := inflightEnv(t, "old", 10)
-	q.add(env, f, t0)
+	q.add(env, f, t0, t0)
 	if q.take("s", "old", t0.Add(inflightTTL+time.Millisecond)) != nil {
 		t.Fatal("an entry older than inflightTTL was still there")
 	}
 	// Count: the oldest go first.
 	for i := range inflightMax + 100 {
 		env, f := inflightEnv(t, fmt.Sprint(i), 10)
-		q.add(env, f, t0)
+		q.add(env, f, t0, t0)
 	}
 	if n := q.len(); n != inflightMax {
 		t.Fatalf("%d entries, want the bound %d", n, inflightMax)
@@ -49,7 +49,7 @@ func TestInflightBounds(t *testing.T) {
 	var b inflight
 	for i := range 3 {
 		env, f := inflightEnv(t, fmt.Sprint("big", i), 12<<20)
-		b.add(env, f, t0)
+		b.add(env, f, t0, t0)
 	}
 	if b.len() != 2 || b.bytes > inflightMaxBytes || b.take("s", "big0", t0) != nil {
 		t.Fatalf("bytes bound: %d entries, %d bytes", b.len(), b.bytes)

@@ -191,12 +191,11 @@ func (r *Router) pollMailboxes() {
 			}
 			box := r.take(id)
 			for i, k := range box {
-				if !r.mesh.Direct(&k.env) {
+				if !r.toMesh(&k.env, k.f, k.at) {
 					// The holder went again: keep the rest, in order.
 					r.requeue(id, box[i:])
 					break
 				}
-				r.metrics.countOut(k.env.Type, RouteDirect, len(k.env.Raw), 1)
 			}
 		}
 	}

@@ -56,19 +56,5 @@ func (r *Router) Undeliverable(sender, messageID, recipient string) {
 			return
 		}
 	}
-	r.dedup.Remove(dedupKey{sender, messageID})
-	if code == CodeMailboxFull {
-		r.metrics.drop(DropMailboxFull)
-	}
-	s := r.local(sender)
-	if s == nil {
-		return
-	}
-	if code == CodeMailboxFull {
-		r.sendError(s, sender, CodeMailboxFull,
-			"the mailbox of "+quote(recipient)+" is full; retry later", messageID)
-		return
-	}
-	r.sendError(s, sender, message.CodeRecipientUnknown,
-		"no node "+quote(recipient)+" is connected to the federation", messageID)
+	r.notDelivered(r.local(sender), sender, messageID, recipient, code)
 }
