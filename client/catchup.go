@@ -68,9 +68,7 @@ func (c *Client) catchUp() {
 // delivered already, waiting for room (it is not the connection's reader,
 // so waiting stalls nothing); false once the client stops.
 func (c *Client) deliverLate(m Message) bool {
-	k := dedupKey{m.Sender, m.ID}
-	if m.ID != "" && !c.seen.Add(k) {
-		c.stats.duplicates.Add(1)
+	if !c.isNew(m) {
 		return true
 	}
 	c.stats.delivered.Add(1)

@@ -103,10 +103,7 @@ func (s *session) relayMessage(m Message) error {
 // as not received, so that a resumed connection delivers it.
 func (s *session) deliver(m Message, dedup bool) error {
 	c := s.c
-	k := dedupKey{m.Sender, m.ID}
-	dedup = dedup && m.ID != ""
-	if dedup && !c.seen.Add(k) {
-		c.stats.duplicates.Add(1)
+	if dedup && !c.isNew(m) {
 		return nil
 	}
 	c.stats.delivered.Add(1) // before the reader can see m
@@ -115,7 +112,7 @@ func (s *session) deliver(m Message, dedup bool) error {
 	default:
 		c.stats.delivered.Add(-1)
 		if dedup {
-			c.seen.Remove(k)
+			c.seen.Remove(dedupKey{m.Sender, m.ID})
 		}
 		c.stats.slow.Add(1)
 		return ErrSlowReader
@@ -127,6 +124,17 @@ func (s *session) deliver(m Message, dedup bool) error {
 		c.heard.Store(time.Now().UnixMilli())
 	}
 	return nil
+}
+
+// isNew records m's (sender_id, message_id) and reports whether it was
+// not delivered before; a repeat counts as a duplicate. A message without
+// a message_id is always new.
+func (c *Client) isNew(m Message) bool {
+	if m.ID == "" || c.seen.Add(dedupKey{m.Sender, m.ID}) {
+		return true
+	}
+	c.stats.duplicates.Add(1)
+	return false
 }
 
 // historyCall is one History request waiting for its answer.
