@@ -66,6 +66,8 @@ func runResume(ctx context.Context, cfg *config, t *target) (res result) {
 	var mu sync.Mutex
 	got := map[string]bool{} // message ids the node has, over both connections
 	var lastTS int64
+	var want map[string]bool // ids waited for (awaitAll), not received yet
+	var wantDone chan struct{}
 	read := func(c *client.Client) {
 		for m := range c.Messages() {
 			if m.Sender != "r1-publisher" {
@@ -74,8 +76,40 @@ func runResume(ctx context.Context, cfg *config, t *target) (res result) {
 			mu.Lock()
 			got[m.ID] = true
 			lastTS = max(lastTS, m.TS)
+			if want[m.ID] {
+				delete(want, m.ID)
+				if len(want) == 0 {
+					close(wantDone)
+				}
+			}
 			mu.Unlock()
 		}
+	}
+	// awaitAll waits until the node has every id of ids, at most until
+	// deadline; it reports how many it has.
+	awaitAll := func(ids []string, deadline time.Time) int {
+		mu.Lock()
+		want, wantDone = map[string]bool{}, make(chan struct{})
+		for _, id := range ids {
+			if !got[id] {
+				want[id] = true
+			}
+		}
+		if len(want) == 0 {
+			close(wantDone)
+		}
+		done := wantDone
+		mu.Unlock()
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ids) - len(want)
 	}
 	var readers sync.WaitGroup
 	readers.Go(func() { read(node) })
@@ -83,7 +117,6 @@ func runResume(ctx context.Context, cfg *config, t *target) (res result) {
 	// The publisher: resumeRate msg/s in ticks of 10 ms until stopped.
 	var sentMu sync.Mutex
 	var sent []string
-	var sentAt []time.Time
 	pctx, stopPub := context.WithCancel(ctx)
 	var pubDone sync.WaitGroup
 	pubDone.Go(func() {
@@ -103,7 +136,7 @@ func runResume(ctx context.Context, cfg *config, t *target) (res result) {
 					return
 				}
 				sentMu.Lock()
-				sent, sentAt = append(sent, id), append(sentAt, time.Now())
+				sent = append(sent, id)
 				sentMu.Unlock()
 				n++
 			}
@@ -136,23 +169,10 @@ func runResume(ctx context.Context, cfg *config, t *target) (res result) {
 	}
 	defer node2.Close()
 	readers.Go(func() { read(node2) })
-	have := func(ids []string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, id := range ids {
-			if got[id] {
-				n++
-			}
-		}
-		return n
-	}
 	var caughtUp time.Duration
 	deadline := time.Now().Add(resumeBound)
-	for have(before) < len(before) && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if have(before) == len(before) {
+	haveBefore := awaitAll(before, deadline)
+	if haveBefore == len(before) {
 		caughtUp = time.Since(back)
 	}
 	if !sleepCtx(ctx, resumeAfter) {
@@ -162,12 +182,9 @@ func runResume(ctx context.Context, cfg *config, t *target) (res result) {
 	sentMu.Lock()
 	all := slices.Clone(sent)
 	sentMu.Unlock()
-	for have(all) < len(all) && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
-	}
-	st := node2.Stats()
 	res.Sent, res.Expected = int64(len(all)), int64(len(all))
-	res.Received = int64(have(all))
+	res.Received = int64(awaitAll(all, deadline))
+	st := node2.Stats()
 	res.Lost = res.Expected - res.Received
 	res.Max = ms(caughtUp)
 	res.Seconds = time.Since(back).Seconds()
@@ -180,7 +197,7 @@ func runResume(ctx context.Context, cfg *config, t *target) (res result) {
 	res.note("%d broadcasts sent before the reconnection, %d of them missed while away; everything sent before it was there %.0f ms after the reconnection (max ms column; 0 = never); the client dropped %d duplicates (the 2 s margin and the live overlap)",
 		len(before), missed, ms(caughtUp), st.Duplicates)
 	if caughtUp == 0 {
-		res.Err = fmt.Sprintf("the node never had everything sent before its reconnection (%d of %d)", have(before), len(before))
+		res.Err = fmt.Sprintf("the node never had everything sent before its reconnection (%d of %d)", haveBefore, len(before))
 	}
 	return res
 }
