@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gsio-net/gsio-relay/history"
+	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/relay"
 )
@@ -40,6 +41,9 @@ func collect(t *testing.T, c *Client) ([]Msg, historyEnd) {
 	var got []Msg
 	for {
 		m := c.Next()
+		if m.Type == message.TypeRelayError {
+			t.Fatalf("%s: RelayError while collecting history: %s", c.NodeID, m.Payload)
+		}
 		if m.Type == relay.TypeRelayHistoryEnd {
 			var e historyEnd
 			if err := json.Unmarshal(m.Payload, &e); err != nil {

@@ -1,11 +1,13 @@
 package testnet
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/node"
 	"github.com/gsio-net/gsio-relay/relay"
 )
@@ -152,9 +154,27 @@ func TestSyncAfterRestart(t *testing.T) {
 		return stored(t, h.Relays[2], since, "down-") == 2*n
 	})
 	c := Dial(t, h.Relays[2].URL+"?node_id=c", "c")
+	// HistoryRequest is answered twice a second: asked faster, the relay
+	// refuses with rate_limited, which only means "ask again".
 	Eventually(t, 20*time.Second, "relay 2's history to be complete over the downtime", func() bool {
 		c.Send(relay.TypeHistoryRequest, fmt.Sprint("h", time.Now().UnixNano()), "relay", fmt.Sprintf(`{"since_ms":%d}`, since))
-		got, end := collect(t, c)
-		return end.Complete && len(got) >= 2*n
+		got := 0
+		for {
+			m := c.Next()
+			switch m.Type {
+			case message.TypeRelayError:
+				if !strings.Contains(string(m.Payload), message.CodeRateLimited) {
+					t.Fatalf("c: %s", m.Payload)
+				}
+				return false
+			case relay.TypeRelayHistoryEnd:
+				var end historyEnd
+				if err := json.Unmarshal(m.Payload, &end); err != nil {
+					t.Fatal(err)
+				}
+				return end.Complete && got >= 2*n
+			}
+			got++
+		}
 	})
 }
