@@ -57,6 +57,8 @@ func (r *recorder) Deliver(env *message.Envelope) {
 	r.got = append(r.got, *env)
 }
 
+func (r *recorder) Learned(env *message.Envelope) { r.Deliver(env) }
+
 func (r *recorder) Undeliverable(sender, messageID, recipient string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

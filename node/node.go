@@ -25,6 +25,9 @@ type Receiver interface {
 	// from another relay or a plain GossipSub peer, never for our own
 	// publishes. env.Raw must not be modified; it may be retained.
 	Deliver(env *message.Envelope)
+	// Learned is Deliver for a broadcast learned by reconciliation
+	// (sync.go); it may block to pace a burst of them to slow readers.
+	Learned(env *message.Envelope)
 	// Undeliverable reports a direct message of a local sender that could
 	// not be delivered remotely (NACK, dial or write failure, queue full).
 	Undeliverable(sender, messageID, recipient string)

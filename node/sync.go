@@ -531,7 +531,7 @@ func (y *syncer) accept(p peer.ID, frame []byte, want *history.Entry, w syncprot
 	}
 	y.m.validation.WithLabelValues("sync", "accept", "").Inc()
 	y.m.delivered.WithLabelValues("broadcast").Inc()
-	y.recv.Deliver(&env)
+	y.recv.Learned(&env)
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"time"
+
 	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/wsframe"
 )
@@ -34,6 +36,52 @@ func (r *Router) Deliver(env *message.Envelope) {
 	if r.send(to, f) {
 		r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), 1)
 	}
+}
+
+// Learned takes a broadcast that reconciliation (node/sync.go) found
+// missing here: delivered as Deliver does, but paced. A heal brings
+// thousands at once, faster than any node reads, and a burst must not
+// close the nodes that stayed connected as slow consumers: every
+// learnedCheck messages (or learnedCheckBytes), Learned waits until every
+// local node's send queue is under the replay bounds, at most
+// ReplayTimeout (then the slow-consumer rule decides). It blocks the sync
+// session that learned the message, which is the pacing wanted.
+func (r *Router) Learned(env *message.Envelope) {
+	r.learnMu.Lock()
+	defer r.learnMu.Unlock()
+	r.learnedN++
+	r.learnedBytes += len(env.Raw)
+	if r.learnedN >= learnedCheck || r.learnedBytes >= learnedCheckBytes {
+		r.learnedN, r.learnedBytes = 0, 0
+		r.waitQueues()
+	}
+	r.Deliver(env)
+}
+
+// Pacing of learned broadcasts: between two checks at most learnedCheck
+// frames (learnedCheckBytes) are added to a queue under the replay bounds
+// (512 frames, 2 MiB), well inside the slow-consumer limits (4096, 8 MiB).
+const (
+	learnedCheck      = 128
+	learnedCheckBytes = 1 << 20
+)
+
+// waitQueues waits until no local node's send queue is over the replay
+// bounds, or ReplayTimeout has passed. learnMu held.
+func (r *Router) waitQueues() {
+	r.mu.RLock()
+	r.learnSessions = r.learnSessions[:0]
+	for _, s := range r.nodes {
+		r.learnSessions = append(r.learnSessions, s)
+	}
+	r.mu.RUnlock()
+	deadline := time.Now().Add(r.cfg.ReplayTimeout)
+	for _, s := range r.learnSessions {
+		if r.pace(s, deadline) != nil {
+			break
+		}
+	}
+	clear(r.learnSessions) // no closed session kept alive
 }
 
 // Undeliverable is the mesh saying that a direct message found no

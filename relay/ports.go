@@ -72,9 +72,11 @@ type Mesh interface {
 // Inbound is what the federation delivers to the router: node.Receiver.
 // Deliver is called for every validated broadcast or direct message from
 // another relay (env.Raw must not be modified; it may be retained).
-// Undeliverable reports a direct message of a local sender that the remote
-// relay could not deliver.
+// Learned is Deliver for a broadcast learned by reconciliation, paced
+// (it may block). Undeliverable reports a direct message of a local sender
+// that the remote relay could not deliver.
 type Inbound interface {
 	Deliver(env *message.Envelope)
+	Learned(env *message.Envelope)
 	Undeliverable(sender, messageID, recipient string)
 }

@@ -142,6 +142,12 @@ type Router struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the mailbox goroutine
 
+	// Learned's pacing state (outbound.go).
+	learnMu       sync.Mutex
+	learnedN      int
+	learnedBytes  int
+	learnSessions []*Session
+
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id
 	localGen atomic.Uint64       // bumped on every change of nodes

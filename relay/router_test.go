@@ -36,6 +36,7 @@ type memConn struct {
 	reason  string
 	refuse  error // Send fails with it when set
 	session *Session
+	queued  atomic.Int64 // the frames QueueLen reports
 }
 
 var connIDs atomic.Uint64
@@ -46,7 +47,7 @@ func (c *memConn) ConnectedAt() time.Time { return time.Unix(0, 0) }
 func (c *memConn) Query(name string) string {
 	return c.query.Get(name)
 }
-func (c *memConn) QueueLen() (int, int) { return 0, 0 }
+func (c *memConn) QueueLen() (int, int) { return int(c.queued.Load()), 0 }
 
 func (c *memConn) Send(f *wsframe.Frame) error {
 	c.mu.Lock()
