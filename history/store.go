@@ -72,8 +72,11 @@ type item struct {
 	flush  chan struct{}
 }
 
-// blockCacheSize is the engine's block cache. With two 8 MiB memtables it
-// makes the store's memory about 48 MiB beyond what is queued.
+// blockCacheSize is the engine's block cache (filled by reads: duplicate
+// checks, replays). With two 4 MiB memtables it makes the store's memory
+// at most about 40 MiB beyond what is queued. The memtables were 8 MiB:
+// halving them took 8 MB off a relay's live heap under S2 (16 MB of
+// heap goal) at no measured cost in throughput (docs/BENCHMARKS.md).
 const blockCacheSize = 32 << 20
 
 // itemOverhead is what an item costs beyond its bytes, for QueueMaxBytes.
@@ -176,7 +179,7 @@ func (s *Store) engineOptions() *pebble.Options {
 		FS:                 s.opts.fs,
 		Logger:             engineLogger{s.log},
 		FormatMajorVersion: pebble.FormatNewest,
-		MemTableSize:       8 << 20,
+		MemTableSize:       4 << 20,
 		// An explicit block cache: the engine's default (8 MiB, split in
 		// 4 shards per core) caches nothing on small machines, and every
 		// duplicate check then reads its blocks from the file.

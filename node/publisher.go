@@ -319,6 +319,10 @@ func (p *publisher) deliver(m *pubsub.Message) {
 	for k := range a.envs {
 		p.recv.Deliver(&a.envs[k])
 	}
+	// Pubsub's message cache keeps m for its gossip window (5 heartbeats);
+	// the parsed envelopes need not stay with it. Pubsub itself never
+	// reads ValidatorData after validation.
+	m.ValidatorData = nil
 }
 
 // Bounds of a live broadcast's ts against the receiver's clock.

@@ -54,7 +54,7 @@ func (s *Session) Frame(data []byte) {
 	if env.ID == "" {
 		env.SetID(message.NewID())
 	}
-	if !r.dedup.Add(dedupKey{env.Sender, env.ID}) {
+	if !r.dedup.Add(r.hash(env.Sender, env.ID)) {
 		r.metrics.DedupHits.Inc()
 		r.log.Debug("duplicate dropped", "node", env.Sender, "id", env.ID)
 		return
@@ -118,7 +118,7 @@ func refOf(data []byte) string {
 func (r *Router) broadcast(s *Session, env *message.Envelope, f *wsframe.Frame) {
 	if r.mesh != nil {
 		if err := r.mesh.Broadcast(env); err != nil {
-			r.dedup.Remove(dedupKey{env.Sender, env.ID})
+			r.dedup.Remove(r.hash(env.Sender, env.ID))
 			r.metrics.drop(DropPublishFailed)
 			r.log.Debug("publish to federation failed", "node", env.Sender, "id", env.ID, "err", err)
 			r.sendError(s, s.nodeID, message.CodeRateLimited,
@@ -186,7 +186,7 @@ func (r *Router) toMesh(env *message.Envelope, f *wsframe.Frame, at time.Time) b
 // message.CodeRecipientUnknown or CodeMailboxFull. The pair is forgotten
 // by dedup, so that a retry once the recipient is there is delivered.
 func (r *Router) notDelivered(s *Session, sender, id, recipient, code string) {
-	r.dedup.Remove(dedupKey{sender, id})
+	r.dedup.Remove(r.hash(sender, id))
 	text := "no node " + quote(recipient) + " is connected to the federation"
 	if code == CodeMailboxFull {
 		r.metrics.drop(DropMailboxFull)

@@ -12,7 +12,7 @@ import (
 // recipient. Duplicates (the same message by gossip and direct, or from two
 // relays of a multi-homed sender) are delivered once.
 func (r *Router) Deliver(env *message.Envelope) {
-	if !r.dedup.Add(dedupKey{env.Sender, env.ID}) {
+	if !r.dedup.Add(r.hash(env.Sender, env.ID)) {
 		r.metrics.DedupHits.Inc()
 		return
 	}
