@@ -28,7 +28,7 @@ fmt:
 # Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one at a time).
 FUZZ_TARGETS := message:FuzzParse message:FuzzSetID message:FuzzStamp message:FuzzBuild message:FuzzSplitBatch \
 	wsframe:FuzzNewText node:FuzzReadFrame node:FuzzParsePullPage history:FuzzDecodeValue syncproto:FuzzDecode \
-	nodeauth:FuzzProofVerify nodeauth:FuzzIsKeyID nodeauth:FuzzJWTVerify internal/clientip:FuzzResolve
+	nodeauth:FuzzProofVerify nodeauth:FuzzIsKeyID nodeauth:FuzzJWTVerify internal/clientip:FuzzResolve internal/ttlset:FuzzHashes
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -131,7 +131,7 @@ type Router struct {
 	mesh    Mesh                   // nil: a relay alone
 	log     *slog.Logger
 	metrics *Metrics
-	dedup   *ttlset.Set[msgHash]
+	dedup   *ttlset.Hashes
 	seed    [2]maphash.Seed // of msgHash
 
 	relayPeerID string                // challenges name it; "" refuses key ids
@@ -165,10 +165,10 @@ type dedupKey struct{ sender, id string }
 
 // msgHash is a dedupKey as the dedup set keeps it: 128 bits of a hash
 // seeded per process (no one can aim at a collision; by chance one in
-// 2^128), not the two strings. A key costs 16 bytes instead of two string
-// headers and their bytes, and the set, which remembers a quarter of a
-// million messages for minutes, keeps nothing of them alive.
-type msgHash [2]uint64
+// 2^128), not the two strings. The set (ttlset.Hashes) remembers a
+// quarter of a million messages for minutes in 16 bytes a slot and keeps
+// nothing of them alive; as a map of the strings it held ~30 MB.
+type msgHash = ttlset.Hash
 
 // hash is the msgHash of (sender, id): two 64-bit hashes under two seeds,
 // each over the sender's length, the sender and the id (the length first,
@@ -198,7 +198,7 @@ func New(cfg Config, mesh Mesh, opts ...Option) (*Router, error) {
 		mesh:  mesh,
 		log:   slog.New(slog.DiscardHandler),
 		nodes: make(map[string]*Session),
-		dedup: ttlset.New[msgHash](cfg.DedupSize, cfg.DedupTTL, nil),
+		dedup: ttlset.NewHashes(cfg.DedupSize, cfg.DedupTTL, nil),
 		seed:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		now:   time.Now,
 	}

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 
 // clients dials one client per relay, node-0 on relay 0 and so on, bound at
 // connect, and waits until every relay lists all of them.
-func clients(t *testing.T, h *Harness) []*Client {
+func clients(t testing.TB, h *Harness) []*Client {
 	t.Helper()
 	var cs []*Client
 	var ids []string

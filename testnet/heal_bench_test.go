@@ -27,14 +27,7 @@ func BenchmarkPartitionHeal(b *testing.B) {
 		}
 	}
 	h := StartHarness(b, 4, Full)
-	var cs []*Client
-	var nodes []string
-	for i, r := range h.Relays {
-		id := fmt.Sprint("node-", i)
-		cs = append(cs, Dial(b, r.URL+"?node_id="+id, id))
-		nodes = append(nodes, id)
-	}
-	h.WaitNodes(10*time.Second, nodes...)
+	cs := clients(b, h)
 	h.WaitMesh()
 	h.Partition([]int{0, 1}, []int{2, 3})
 

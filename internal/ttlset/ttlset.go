@@ -1,6 +1,8 @@
-// Package ttlset is the one bounded "have I seen this?" set of the relay:
-// message dedup in relay/, the direct-message seen set and sent log in
-// node/. It starts no goroutines; expiry happens on Add.
+// Package ttlset is the bounded "have I seen this?" set of the relay:
+// Set for any comparable key (the direct-message seen set and sent log in
+// node/, the client's dedup), Hashes for 128-bit hashes in fixed tables
+// (the message dedup in relay/). Both keep two generations; they start no
+// goroutines, and expiry happens on Add and Has.
 package ttlset
 
 import (
