@@ -144,12 +144,16 @@ func report(e *env, results []result) string {
 	}
 	perConn := func(r *result) float64 { return r.RSSPerConn / 1024 }
 	cpuPer := func(r *result) float64 { return r.CPUPerMsg }
+	// S2 runs three servers of either kind: a third of the sum is one
+	// server's (relay's, cluster member's) RSS.
+	rssPer3 := func(r *result) float64 { return mib(r.ServerRSS) / 3 }
 	rows := []row{
 		{"S1 delivered msg/s", "S1", deliv, "", ">= 1.2x nats-server", ratioAtLeast(deliv, 1.2)},
 		{"S1-paced p99", "S1-paced", p99, " ms", "<= 5 ms", atMost(p99, 5)},
 		{"S1 server CPU per delivery", "S1", cpuPer, " µs", "(none; lower is better)", nil},
 		{"S2 delivered msg/s", "S2", deliv, "", ">= 1.2x nats-server", ratioAtLeast(deliv, 1.2)},
 		{"S2 server CPU per delivery", "S2", cpuPer, " µs", "(none; lower is better)", nil},
+		{"S2 RSS per server (of 3)", "S2", rssPer3, " MiB", "<= 2x nats-server", ratioAtMost(rssPer3, 2)},
 		{"S2-paced p99", "S2-paced", p99, " ms", "(none)", nil},
 		{"S3 direct p99", "S3", p99, " ms", "<= 2x nats-server", ratioAtMost(p99, 2)},
 		{"S3 direct p99.9", "S3", p999, " ms", "<= 3x nats-server", ratioAtMost(p999, 3)},
