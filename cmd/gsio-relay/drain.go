@@ -145,8 +145,8 @@ func drainCommand() *cli.Command {
 			}
 			w, quiet := c.App.Writer, c.Bool("quiet")
 			if !quiet {
-				fmt.Fprintf(w, "draining %s: %d nodes told to move to %d other relays, deadline %s\n",
-					cl.URL(), st.Told, len(st.Relays), st.Deadline.Local().Format(time.TimeOnly))
+				fmt.Fprintf(w, "draining %s: %s told to move to %s, deadline %s\n",
+					cl.URL(), count(st.Told, "node"), count(len(st.Relays), "other relay"), st.Deadline.Local().Format(time.TimeOnly))
 				if len(st.Relays) == 0 {
 					fmt.Fprintln(w, "no other relay announces --public-ws-url: the nodes reconnect by their own lists")
 				}
@@ -161,11 +161,11 @@ func drainCommand() *cli.Command {
 				case err != nil:
 					return err
 				case st.Done:
-					fmt.Fprintf(w, "drained after %v: %d nodes left; the relay exits\n", time.Since(start).Round(100*time.Millisecond), st.Nodes)
+					fmt.Fprintf(w, "drained after %v: %s left; the relay exits\n", time.Since(start).Round(100*time.Millisecond), count(st.Nodes, "node"))
 					return nil
 				}
 				if st.Nodes != last && !quiet {
-					fmt.Fprintf(w, "%d nodes left, %v to the deadline\n", st.Nodes, time.Until(st.Deadline).Round(time.Second))
+					fmt.Fprintf(w, "%s left, %v to the deadline\n", count(st.Nodes, "node"), time.Until(st.Deadline).Round(time.Second))
 					last = st.Nodes
 				}
 				select {
@@ -176,4 +176,12 @@ func drainCommand() *cli.Command {
 			}
 		},
 	}
+}
+
+// count is "1 node", "2 nodes".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
