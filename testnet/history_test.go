@@ -66,6 +66,7 @@ func TestHistoryRequest(t *testing.T) {
 	r, _ := standaloneWithHistory(t)
 	a := Dial(t, r.URL+"?node_id=a", "a")
 	b := Dial(t, r.URL+"?node_id=b", "b")
+	r.WaitNodes(t, "a", "b")
 	var live []Msg
 	for i := range 50 {
 		a.Send("EntryAnnounce", fmt.Sprint("e", i), "", fmt.Sprintf(`{"n": %d, "x": [1, 2.50]}`, i))

@@ -2,7 +2,9 @@ package testnet
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -65,6 +67,23 @@ func (s *Standalone) Close(t testing.TB) {
 	if err := s.Router.Close(ctx); err != nil {
 		t.Errorf("close router: %v", err)
 	}
+}
+
+// WaitNodes waits until the relay has bound every one of ids. A client's
+// Dial returns once the WebSocket handshake is done, and the relay binds
+// ?node_id= just after, on the connection's read pump: a broadcast sent
+// at once by another node may come before the bind and not reach it.
+func (s *Standalone) WaitNodes(t testing.TB, ids ...string) {
+	t.Helper()
+	Eventually(t, 10*time.Second, fmt.Sprintf("the relay to bind %v", ids), func() bool {
+		local := s.Router.LocalNodes()
+		for _, id := range ids {
+			if !slices.Contains(local, id) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // OpenHistory opens a history store in a temporary directory, closed at
