@@ -210,26 +210,42 @@ func (s *Session) hold(f *wsframe.Frame) bool {
 
 // resume runs the replay of ?since_ms= once the session's id is bound
 // (read pump): stored broadcasts since then, RelayHistoryEnd (ref ""),
-// then the live frames held meanwhile, less those the replay sent.
+// then the live frames held meanwhile, less those the replay sent. The
+// held frames go out paced like the replay, a batch at a time; live
+// frames keep joining the backlog until it is empty, so the order holds
+// and no live sender waits for a slow reader.
 func (r *Router) resume(s *Session) {
 	sent, err := r.replay(s, historyRequest{since: s.resumeSince, limit: history.MaxLimit}, "", map[dedupKey]struct{}{})
-	s.backlogMu.Lock()
-	defer s.backlogMu.Unlock()
-	backlog, over := s.backlog, s.backlogOver
-	s.replaying, s.backlog, s.backlogBytes = false, nil, 0
-	if err != nil || over {
-		r.metrics.drop(DropSendRefused)
-		s.conn.Close(ClosePolicy, "slow consumer")
-		return
-	}
-	for _, f := range backlog {
-		if e, err := message.Parse(f.Message()); err == nil {
-			if _, dup := sent[dedupKey{e.Sender, e.ID}]; dup {
-				continue
-			}
+	deadline := time.Now().Add(r.cfg.ReplayTimeout)
+	for {
+		s.backlogMu.Lock()
+		backlog, over := s.backlog, s.backlogOver
+		s.backlog, s.backlogBytes = nil, 0
+		done := err != nil || over || len(backlog) == 0
+		if done {
+			s.replaying = false
 		}
-		if s.conn.Send(f) != nil {
+		s.backlogMu.Unlock()
+		if err != nil || over {
+			r.metrics.drop(DropSendRefused)
+			s.conn.Close(ClosePolicy, "slow consumer")
 			return
+		}
+		if done {
+			return
+		}
+		for _, f := range backlog {
+			if e, perr := message.Parse(f.Message()); perr == nil {
+				if _, dup := sent[dedupKey{e.Sender, e.ID}]; dup {
+					continue
+				}
+			}
+			if err = r.pace(s, deadline); err != nil {
+				break
+			}
+			if err = s.conn.Send(f); err != nil {
+				break
+			}
 		}
 	}
 }

@@ -73,4 +73,31 @@ func TestRouterLearnedNotReading(t *testing.T) {
 	if n := len(a.take(t)); n != len(msgs) {
 		t.Fatalf("%d delivered, want %d", n, len(msgs))
 	}
+	// Left behind: the next checks do not wait for it again.
+	more := learnedMsgs(t, 3*learnedCheck)
+	start = time.Now()
+	for i := range more {
+		more[i].ID += "-more"
+		r.Learned(&more[i])
+	}
+	if took := time.Since(start); took >= 200*time.Millisecond {
+		t.Fatalf("a node left behind delayed the next learned broadcasts %v", took)
+	}
+	// Once it has read, it is waited for again.
+	a.queued.Store(0)
+	caught := learnedMsgs(t, learnedCheck) // at least one check with a under the bounds
+	for i := range caught {
+		caught[i].ID += "-caught"
+		r.Learned(&caught[i])
+	}
+	a.queued.Store(replayHighFrames)
+	last := learnedMsgs(t, learnedCheck)
+	start = time.Now()
+	for i := range last {
+		last[i].ID += "-last"
+		r.Learned(&last[i])
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("a node that caught up was not waited for (%v)", took)
+	}
 }

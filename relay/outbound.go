@@ -66,8 +66,13 @@ const (
 	learnedCheckBytes = 1 << 20
 )
 
-// waitQueues waits until no local node's send queue is over the replay
-// bounds, or ReplayTimeout has passed. learnMu held.
+// waitQueues waits until no local node has more than the replay bounds
+// waiting for it: its send queue, and while a resume replays, its backlog
+// (which is sent only after the replay). A node that stays over them
+// for ReplayTimeout is left behind: later checks skip it while it stays
+// over, so one slow reader delays a heal once, not at every check (the
+// learned frames then fill its queue and the slow-consumer rule closes
+// it). The router's close ends the wait. learnMu held.
 func (r *Router) waitQueues() {
 	r.mu.RLock()
 	r.learnSessions = r.learnSessions[:0]
@@ -75,13 +80,31 @@ func (r *Router) waitQueues() {
 		r.learnSessions = append(r.learnSessions, s)
 	}
 	r.mu.RUnlock()
+	behind := make(map[*Session]struct{}, len(r.learnBehind)) // only sessions still bound
 	deadline := time.Now().Add(r.cfg.ReplayTimeout)
 	for _, s := range r.learnSessions {
-		if r.pace(s, deadline) != nil {
-			break
+		_, was := r.learnBehind[s]
+		for s.over() {
+			if was || time.Now().After(deadline) || r.ctx.Err() != nil {
+				behind[s] = struct{}{}
+				break
+			}
+			time.Sleep(replayPoll)
 		}
 	}
+	r.learnBehind = behind
 	clear(r.learnSessions) // no closed session kept alive
+}
+
+// over reports whether s has more than the replay bounds waiting for it.
+func (s *Session) over() bool {
+	frames, bytes := s.conn.QueueLen()
+	if s.replayingA.Load() {
+		s.backlogMu.Lock()
+		frames, bytes = frames+len(s.backlog), bytes+s.backlogBytes
+		s.backlogMu.Unlock()
+	}
+	return frames >= replayHighFrames || bytes >= replayHighBytes
 }
 
 // Undeliverable is the mesh saying that a direct message found no

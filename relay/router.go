@@ -150,6 +150,7 @@ type Router struct {
 	learnedN      int
 	learnedBytes  int
 	learnSessions []*Session
+	learnBehind   map[*Session]struct{} // over the bounds for a whole wait
 
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id

@@ -36,8 +36,9 @@ func BenchmarkPartitionHeal(b *testing.B) {
 	sent := 0
 	tick := time.NewTicker(10 * time.Millisecond)
 	start := time.Now()
-	for due := 0; time.Since(start) < partition; <-tick.C {
-		for due += rate / 100; sent < due; sent++ {
+	for ; time.Since(start) < partition; <-tick.C {
+		due := int(float64(rate) * time.Since(start).Seconds())
+		for ; sent < due; sent++ {
 			cs[0].Send("EntryAnnounce", fmt.Sprint("A-", sent), "", fmt.Sprintf(`{"i":%d}`, sent))
 			cs[2].Send("EntryAnnounce", fmt.Sprint("B-", sent), "", fmt.Sprintf(`{"i":%d}`, sent))
 		}

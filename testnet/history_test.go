@@ -4,14 +4,18 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/gsio-net/gsio-relay/history"
 	"github.com/gsio-net/gsio-relay/message"
 	"github.com/gsio-net/gsio-relay/nodeauth"
 	"github.com/gsio-net/gsio-relay/relay"
+	"github.com/gsio-net/gsio-relay/transport"
 )
 
 // historyEnd is a RelayHistoryEnd payload.
@@ -282,5 +286,58 @@ func TestResumeWithKeyID(t *testing.T) {
 	a.Send("EntryAnnounce", "after", "", `{}`)
 	if m := c.Expect("EntryAnnounce"); m.ID != "after" {
 		t.Fatalf("live gave %s", m.ID)
+	}
+}
+
+// TestResumeBacklogLargerThanSendQueue: live broadcasts held while a
+// resume replays (the backlog) may be more than the connection's send
+// queue takes at once; they follow the replay paced, not as one burst that
+// closes the node as a slow consumer. The node reads slowly (8 KiB
+// broadcasts, so that the sockets' buffers fill), and its replay of 1,000
+// lasts while 1,000 live ones arrive, against a send queue of 600 frames.
+func TestResumeBacklogLargerThanSendQueue(t *testing.T) {
+	store := OpenHistory(t)
+	r := StartStandalone(t, nil, func(c *transport.Config) { c.SendQueueFrames = 600 }, relay.WithHistory(store))
+	s := Dial(t, r.URL+"?node_id=s", "s")
+	r.WaitNodes(t, "s")
+	const stored, live = 1000, 1000
+	payload := `{"data":"` + strings.Repeat("x", 8<<10) + `"}`
+	for i := range stored {
+		s.Send("EntryAnnounce", fmt.Sprint("old-", i), "", payload)
+	}
+	Eventually(t, 10*time.Second, "the stored broadcasts", func() bool { return store.Stats().Count >= stored })
+
+	conn, _, err := websocket.DefaultDialer.Dial(r.URL+"?node_id=x&since_ms=0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r.WaitNodes(t, "x")
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range live {
+			s.Send("EntryAnnounce", fmt.Sprint("live-", i), "", payload)
+			time.Sleep(time.Millisecond)
+		}
+	})
+	defer wg.Wait()
+	got := map[string]bool{}
+	for len(got) < stored+live {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d of %d broadcasts: %v", len(got), stored+live, err)
+		}
+		var m Msg
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type == "EntryAnnounce" {
+			if got[m.ID] {
+				t.Fatalf("%s twice", m.ID)
+			}
+			got[m.ID] = true
+			time.Sleep(time.Millisecond) // a slow reader
+		}
 	}
 }

@@ -63,8 +63,7 @@ func FuzzHashes(f *testing.F) {
 		s := NewHashes(size, time.Hour, nil)
 		model := []map[Hash]bool{{}, {}} // cur, old
 		for i, op := range ops {
-			// 16 keys over few homes: k[0] in 4 values spread over the table.
-			k := Hash{uint64(op&3) << 62, uint64(op & 15)}
+			k := fuzzKey(op)
 			inModel := model[0][k] || model[1][k]
 			if op&0x80 != 0 {
 				s.Remove(k)
@@ -85,7 +84,7 @@ func FuzzHashes(f *testing.F) {
 				model[1], model[0] = model[0], map[Hash]bool{}
 			}
 			for j := range 16 {
-				q := Hash{uint64(j&3) << 62, uint64(j)}
+				q := fuzzKey(byte(j))
 				if want := model[0][q] || model[1][q]; s.Has(q) != want {
 					t.Fatalf("op %d: Has(%v) = %v, want %v", i, q, !want, want)
 				}
@@ -95,6 +94,46 @@ func FuzzHashes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzKey is one of 16 keys over 8 homes, among them the table's first
+// and last slots, so that runs collide and wrap past the end.
+func fuzzKey(op byte) Hash {
+	homes := [8]uint64{0, ^uint64(0), ^uint64(0) - 1<<60, 1 << 62, 1 << 63, 3 << 62, 1 << 61, 5 << 61}
+	return Hash{homes[op&7], uint64(op & 15)}
+}
+
+// TestHashesRemoveWraps: removing the head of a run that wraps past the
+// table's end moves the rest back over the end, and every key is still
+// found.
+func TestHashesRemoveWraps(t *testing.T) {
+	var tb hashTable
+	tb.slots = make([]Hash, 11)
+	last := ^uint64(0) // home 10, the last slot
+	a, b, c := Hash{last, 1}, Hash{last, 2}, Hash{last, 3}
+	d := Hash{0, 4} // home 0, pushed to slot 3 by the wrapped run
+	for _, k := range []Hash{a, b, c, d} {
+		tb.add(k)
+	}
+	if tb.home(a) != 10 || tb.slots[10] != a || tb.slots[0] != b || tb.slots[1] != c || tb.slots[2] != d {
+		t.Fatalf("setup: %v", tb.slots)
+	}
+	tb.remove(a)
+	if tb.slots[10] != b || tb.slots[0] != c || tb.slots[1] != d || tb.slots[2] != (Hash{}) {
+		t.Fatalf("after removing the run's head: %v", tb.slots)
+	}
+	tb.remove(c) // c at slot 0; d (home 0) moves back into it, b stays
+	if tb.slots[10] != b || tb.slots[0] != d || tb.slots[1] != (Hash{}) {
+		t.Fatalf("after removing c: %v", tb.slots)
+	}
+	for _, k := range []Hash{b, d} {
+		if !tb.has(k) {
+			t.Fatalf("%v lost", k)
+		}
+	}
+	if tb.n != 2 {
+		t.Fatalf("n = %d, want 2", tb.n)
+	}
 }
 
 func BenchmarkHashesAdd(b *testing.B) {
