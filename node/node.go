@@ -199,6 +199,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 	}
 	if o.history != nil && cfg.Sync.Enable {
 		n.sync = newSyncer(life, c, o.history, n.gossip, dir, n.presence.isLocal, isRelay, std.good)
+		heard := n.sync.heard
+		n.presence.heard.Store(&heard)
 	}
 	onLastDisconnect(c.host, rsvps.ended) // the relay service drops the reservation too
 	if o.registerer != nil {

@@ -94,6 +94,10 @@ type presence struct {
 	allow *allowList         // who may pull; nil: anyone
 	epoch int64              // this run's boot time, unix ms
 	seq   atomic.Uint64      // the last seq announced; written by presenceLoop only
+	// heard, when set, is told of a relay heard after a silence (first
+	// contact, back after expiry, a digest that does not match): what the
+	// silence cost in broadcasts is for reconciliation to find (sync.go).
+	heard atomic.Pointer[func(peer.ID)]
 
 	mu      sync.Mutex
 	local   map[string]*nodeauth.Proof // local nodes; a key id's proof, nil for other ids
@@ -318,6 +322,9 @@ func (p *presence) apply(m *pubsub.Message) {
 	}
 	if p.dir.apply(d.relay, d.msg, d.addrs, p.good(d.relay), time.Now()) {
 		p.wantPull(d.relay)
+		if f := p.heard.Load(); f != nil {
+			(*f)(d.relay)
+		}
 	}
 }
 

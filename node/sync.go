@@ -195,6 +195,17 @@ func (y *syncer) connected(p peer.ID) {
 	y.schedule(p, time.Now())
 }
 
+// heard queues a session with a relay that presence hears after a
+// silence. From this side whatever the peer ids: after a one-way
+// partition only the side that stopped hearing the other knows, and it is
+// the side that missed broadcasts (both may start one; the second is
+// refused as busy). Only a peer that is or becomes eligible gets one.
+func (y *syncer) heard(p peer.ID) {
+	if p != y.self {
+		y.schedule(p, time.Now())
+	}
+}
+
 // schedule queues a session with p from notBefore on, for at most
 // syncPendingTTL.
 func (y *syncer) schedule(p peer.ID, notBefore time.Time) {
