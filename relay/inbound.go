@@ -136,6 +136,14 @@ func (r *Router) broadcast(s *Session, env *message.Envelope, f *wsframe.Frame) 
 }
 
 func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
+	if code, held := r.queueBehind(env, f); held {
+		if code == "" {
+			r.metrics.MailboxIn.Inc()
+		} else {
+			r.notDelivered(s, env.Sender, env.ID, env.Recipient, code)
+		}
+		return
+	}
 	if to := r.local(env.Recipient); to != nil {
 		if r.send(to, f) {
 			r.metrics.countOut(env.Type, RouteLocal, len(env.Raw), 1)

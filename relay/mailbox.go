@@ -33,12 +33,13 @@ const (
 // mailboxes is the router's mailbox state. Its goroutine (poll) is
 // started with the first kept message and ended by Router.Close.
 type mailboxes struct {
-	mu      sync.RWMutex
-	boxes   map[string][]kept    // by recipient, in the order sent
-	bytes   int                  // of all kept frames
-	seen    map[string]time.Time // node id -> last seen connected anywhere
-	swept   time.Time
-	running bool
+	mu       sync.RWMutex
+	boxes    map[string][]kept    // by recipient, in the order sent
+	flushing map[string]bool      // a box being emptied (deliverMailbox, forwardMailbox)
+	bytes    int                  // of all kept frames
+	seen     map[string]time.Time // node id -> last seen connected anywhere
+	swept    time.Time
+	running  bool
 }
 
 type kept struct {
@@ -87,10 +88,54 @@ func (r *Router) keepAt(env *message.Envelope, f *wsframe.Frame, sent time.Time)
 	now := r.now()
 	m := &r.mail
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if t, ok := m.seen[env.Recipient]; !ok || now.Sub(t) > lim.MailboxTTL {
+		m.mu.Unlock()
 		return message.CodeRecipientUnknown
 	}
+	code := r.insertLocked(env, f, sent, lim)
+	m.mu.Unlock()
+	if code == "" {
+		// Its recipient may have bound here since the caller looked.
+		r.flushIfLocal(env.Recipient)
+	}
+	return code
+}
+
+// queueBehind keeps a direct message in its recipient's mailbox when that
+// mailbox holds messages or is being emptied: it must not overtake them.
+// held is false when there is no such mailbox (the caller routes the
+// message); otherwise code is "" (kept) or CodeMailboxFull.
+func (r *Router) queueBehind(env *message.Envelope, f *wsframe.Frame) (code string, held bool) {
+	if !r.mailBusy(env.Recipient) {
+		return "", false
+	}
+	m := &r.mail
+	m.mu.Lock()
+	if len(m.boxes[env.Recipient]) == 0 && !m.flushing[env.Recipient] {
+		m.mu.Unlock() // emptied meanwhile: route it
+		return "", false
+	}
+	code = r.insertLocked(env, f, r.now(), r.limits.Load())
+	m.mu.Unlock()
+	if code == "" {
+		r.flushIfLocal(env.Recipient)
+	}
+	return code, true
+}
+
+// mailBusy reports whether id's mailbox holds messages or is being
+// emptied.
+func (r *Router) mailBusy(id string) bool {
+	m := &r.mail
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.boxes[id]) > 0 || m.flushing[id]
+}
+
+// insertLocked puts a message taken at sent in its recipient's mailbox, at
+// its place by time. mail.mu held.
+func (r *Router) insertLocked(env *message.Envelope, f *wsframe.Frame, sent time.Time, lim *Limits) string {
+	m := &r.mail
 	box := m.boxes[env.Recipient]
 	if len(box) >= lim.MailboxMax || m.bytes+f.Len() > mailboxMaxBytes {
 		return CodeMailboxFull
@@ -112,11 +157,16 @@ func (r *Router) keepAt(env *message.Envelope, f *wsframe.Frame, sent time.Time)
 	return ""
 }
 
-// take removes and returns id's mailbox.
-func (r *Router) take(id string) []kept {
+// flushIfLocal delivers id's mailbox when id is bound here.
+func (r *Router) flushIfLocal(id string) {
+	if s := r.local(id); s != nil {
+		r.deliverMailbox(s, id)
+	}
+}
+
+// takeLocked removes and returns id's mailbox. mail.mu held.
+func (r *Router) takeLocked(id string) []kept {
 	m := &r.mail
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	box := m.boxes[id]
 	delete(m.boxes, id)
 	for _, k := range box {
@@ -126,13 +176,64 @@ func (r *Router) take(id string) []kept {
 	return box
 }
 
-// deliverMailbox sends id's kept messages to its local session s.
-func (r *Router) deliverMailbox(s *Session, id string) {
-	for _, k := range r.take(id) {
-		if r.send(s, k.f) {
-			r.metrics.countOut(k.env.Type, RouteLocal, len(k.env.Raw), 1)
+// flush empties id's mailbox through send, in order, while messages
+// kept meanwhile (queueBehind) join it and follow; send reports how many
+// of a batch went out, and the rest goes back to the head of the
+// mailbox. One flush per id at a time: a second caller returns, the
+// running one takes what it added.
+func (r *Router) flush(id string, send func([]kept) int) {
+	m := &r.mail
+	m.mu.Lock()
+	if m.flushing[id] {
+		m.mu.Unlock()
+		return
+	}
+	for {
+		box := r.takeLocked(id)
+		if len(box) == 0 {
+			delete(m.flushing, id)
+			m.mu.Unlock()
+			return
+		}
+		if m.flushing == nil {
+			m.flushing = map[string]bool{}
+		}
+		m.flushing[id] = true
+		m.mu.Unlock()
+		n := send(box)
+		m.mu.Lock()
+		if n < len(box) {
+			r.requeueLocked(id, box[n:])
+			delete(m.flushing, id)
+			m.mu.Unlock()
+			return
 		}
 	}
+}
+
+// deliverMailbox sends id's kept messages to its local session s.
+func (r *Router) deliverMailbox(s *Session, id string) {
+	r.flush(id, func(box []kept) int {
+		for _, k := range box {
+			if r.send(s, k.f) {
+				r.metrics.countOut(k.env.Type, RouteLocal, len(k.env.Raw), 1)
+			}
+		}
+		return len(box)
+	})
+}
+
+// forwardMailbox sends id's kept messages to the relay that holds id,
+// in order; when that relay is gone again, the rest stays.
+func (r *Router) forwardMailbox(id string) {
+	r.flush(id, func(box []kept) int {
+		for i, k := range box {
+			if !r.toMesh(&k.env, k.f, k.at) {
+				return i
+			}
+		}
+		return len(box)
+	})
 }
 
 // pollMailboxes watches the federation's presence: a recipient held by
@@ -170,9 +271,7 @@ func (r *Router) pollMailboxes() {
 				continue
 			}
 			m.boxes[id] = box
-			if remote[id] {
-				ready = append(ready, id)
-			}
+			ready = append(ready, id)
 		}
 		if now.Sub(m.swept) > mailboxSeenExpiry {
 			for id, at := range m.seen {
@@ -184,28 +283,22 @@ func (r *Router) pollMailboxes() {
 		}
 		r.metrics.MailboxKept.Set(float64(m.bytes))
 		m.mu.Unlock()
+		// Outside mail.mu: r.mu comes first (Closed calls sawNode).
 		for _, id := range ready {
-			if s := r.local(id); s != nil {
+			switch s := r.local(id); {
+			case s != nil: // bound here (a bind that raced a keep)
 				r.deliverMailbox(s, id)
-				continue
-			}
-			box := r.take(id)
-			for i, k := range box {
-				if !r.toMesh(&k.env, k.f, k.at) {
-					// The holder went again: keep the rest, in order.
-					r.requeue(id, box[i:])
-					break
-				}
+			case remote[id]:
+				r.forwardMailbox(id)
 			}
 		}
 	}
 }
 
-// requeue puts messages back at the head of id's mailbox.
-func (r *Router) requeue(id string, box []kept) {
+// requeueLocked puts messages back at the head of id's mailbox, before
+// any kept meanwhile. mail.mu held.
+func (r *Router) requeueLocked(id string, box []kept) {
 	m := &r.mail
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.boxes == nil {
 		m.boxes = map[string][]kept{}
 	}
@@ -213,6 +306,7 @@ func (r *Router) requeue(id string, box []kept) {
 	for _, k := range box {
 		m.bytes += k.f.Len()
 	}
+	r.metrics.MailboxKept.Set(float64(m.bytes))
 }
 
 // Close stops the router's mailbox goroutine (if one runs). Idempotent.

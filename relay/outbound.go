@@ -28,8 +28,22 @@ func (r *Router) Deliver(env *message.Envelope) {
 		return
 	}
 	r.metrics.countIn(env.Type, RouteDirect, len(env.Raw))
+	if code, held := r.queueBehind(env, f); held {
+		if code == "" {
+			r.metrics.MailboxIn.Inc()
+		} else {
+			r.metrics.drop(DropMailboxFull)
+		}
+		return
+	}
 	to := r.local(env.Recipient)
 	if to == nil {
+		// It left between the mesh's routing and now: keep it (the
+		// mailbox follows the node to the relay it binds on next).
+		if r.keep(env, f) == "" {
+			r.metrics.MailboxIn.Inc()
+			return
+		}
 		r.metrics.drop(DropRecipientUnknown)
 		return
 	}
@@ -115,8 +129,9 @@ func (s *Session) over() bool {
 func (r *Router) Undeliverable(sender, messageID, recipient string) {
 	code := message.CodeRecipientUnknown
 	if m := r.inflight.take(sender, messageID, r.now()); m != nil {
-		if to := r.local(m.env.Recipient); to != nil {
-			// It bound here meanwhile.
+		if to := r.local(m.env.Recipient); to != nil && !r.mailBusy(m.env.Recipient) {
+			// It bound here meanwhile (with kept messages, it goes by
+			// keepAt to its place among them).
 			if r.send(to, m.f) {
 				r.metrics.countOut(m.env.Type, RouteLocal, len(m.env.Raw), 1)
 			}

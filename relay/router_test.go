@@ -322,22 +322,47 @@ type memMesh struct {
 type memFed struct{ meshes []*memMesh }
 
 func newFed(t *testing.T, n int) ([]*Router, *memFed) {
+	return newFedWith(t, n, nil, nil)
+}
+
+// newFedWith is newFed with a config edit and, for router i, a clock
+// (nil: the defaults).
+func newFedWith(t *testing.T, n int, edit func(*Config), clock func(i int) func() time.Time) ([]*Router, *memFed) {
+	t.Helper()
 	f := &memFed{}
 	rs := make([]*Router, n)
 	for i := range n {
 		m := &memMesh{self: i}
 		f.meshes = append(f.meshes, m)
-		rs[i] = newRouter(t, m, nil)
+		cfg := DefaultConfig()
+		if edit != nil {
+			edit(&cfg)
+		}
+		var opts []Option
+		if clock != nil {
+			opts = append(opts, WithClock(clock(i)))
+		}
+		r, err := New(cfg, m, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(context.Background()) })
+		rs[i] = r
 	}
 	for _, m := range f.meshes {
+		m.mu.Lock() // the routers' mailbox goroutines may already ask
 		m.routers = rs
+		m.mu.Unlock()
 	}
 	return rs, f
 }
 
 func (m *memMesh) others() []*Router {
+	m.mu.Lock()
+	routers := m.routers
+	m.mu.Unlock()
 	var out []*Router
-	for i, r := range m.routers {
+	for i, r := range routers {
 		if i != m.self {
 			out = append(out, r)
 		}
@@ -461,16 +486,7 @@ func TestRouterNACKToMailbox(t *testing.T) {
 // TestRouterNACKMailboxFull: a NACKed message that finds the mailbox full
 // gets its sender mailbox_full.
 func TestRouterNACKMailboxFull(t *testing.T) {
-	f := &memFed{}
-	rs := make([]*Router, 2)
-	for i := range rs {
-		m := &memMesh{self: i}
-		f.meshes = append(f.meshes, m)
-		rs[i] = newRouter(t, m, func(c *Config) { c.MailboxMax = 1 })
-	}
-	for _, m := range f.meshes {
-		m.routers = rs
-	}
+	rs, f := newFedWith(t, 2, func(c *Config) { c.MailboxMax = 1 }, nil)
 	b := open(t, rs[1], "node_id=b")
 	x := open(t, rs[0], "node_id=x")
 	b.send("EntryRequest", "d0", "b", "x", `{}`)
