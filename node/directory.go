@@ -455,6 +455,15 @@ func (d *directory) needsPull(r peer.ID) (bool, uint64, setDigest) {
 	return true, e.annSeq, e.annDig
 }
 
+// older reports whether a pulled set is older than what r's entry holds
+// (or r expired): applyPull then learns nothing from it.
+func (d *directory) older(r peer.ID, res *pulled) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.relays[r]
+	return e == nil || res.epoch < e.epoch || (res.epoch == e.epoch && res.seq < e.seq)
+}
+
 // applyPull makes a pulled set r's set, unless deltas newer than it were
 // applied meanwhile or r restarted since. It reports whether r's set
 // was that one already (had), and whether it is now (complete: nothing

@@ -107,7 +107,7 @@ func newMetrics() *metrics {
 		}, []string{"via"}),
 		presencePulls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "presence_pulls_total",
-			Help: "Presence set pulls made by this relay, by result (ok, incomplete, skipped, dial, stream, invalid, too_large).",
+			Help: "Presence set pulls made by this relay, by result (ok, incomplete, unneeded, stale, skipped, dial, stream, invalid, too_large).",
 		}, []string{"result"}),
 		presenceServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "presence_pulls_served_total",

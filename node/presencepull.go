@@ -237,6 +237,7 @@ func (p *presence) readPull(r peer.ID, br *bufio.Reader) (*pulled, error) {
 		total int
 		bytes int
 		res   = &pulled{set: map[string]int64{}}
+		pages []*pullPage
 	)
 	for page := 0; ; page++ {
 		kind, body, err := readFrame(br, maxPullPage)
@@ -284,18 +285,7 @@ func (p *presence) readPull(r peer.ID, br *bufio.Reader) (*pulled, error) {
 		if len(pg.Nodes) > 0 {
 			last = pg.Nodes[len(pg.Nodes)-1]
 		}
-		// Keep what the directory may hold; the rest is only hashed.
-		proven := p.proven(r, &presenceMessage{Relay: first.Relay, Nodes: pg.Nodes, Proofs: pg.Proofs})
-		if len(proven) < len(pg.Nodes) {
-			res.cut = true
-		}
-		for _, id := range proven {
-			if len(res.set) >= p.cfg.Presence.MaxNodesPerRelay {
-				res.cut = true
-				break
-			}
-			res.set[id] = pg.Proofs[id].TS
-		}
+		pages = append(pages, pg)
 		if page == first.Pages-1 {
 			break
 		}
@@ -306,8 +296,36 @@ func (p *presence) readPull(r peer.ID, br *bufio.Reader) (*pulled, error) {
 	if got != dig {
 		return nil, pullErr("invalid", "the set's digest is %s, announced %s", got, dig)
 	}
+	// Only a consistent answer costs signature checks: of what the
+	// directory may hold (MaxNodesPerRelay), and no more pages once
+	// maxPullProofFailures key ids failed (a relay that sends forged
+	// proofs gets the rest left out, not minutes of CPU).
+	fails := 0
+	for _, pg := range pages {
+		if len(res.set) >= p.cfg.Presence.MaxNodesPerRelay || fails > maxPullProofFailures {
+			res.cut = true
+			break
+		}
+		proven := p.proven(r, &presenceMessage{Relay: first.Relay, Nodes: pg.Nodes, Proofs: pg.Proofs})
+		if len(proven) < len(pg.Nodes) {
+			res.cut = true
+			fails += len(pg.Nodes) - len(proven)
+		}
+		for _, id := range proven {
+			if len(res.set) >= p.cfg.Presence.MaxNodesPerRelay {
+				res.cut = true
+				break
+			}
+			res.set[id] = pg.Proofs[id].TS
+		}
+	}
 	return res, nil
 }
+
+// maxPullProofFailures: key ids of one pulled answer whose proofs may
+// fail before its remaining pages go unchecked (left out). An honest
+// relay announces only proofs it verified itself.
+const maxPullProofFailures = 64
 
 // localSet is a consistent copy of this relay's set for an answer: seq is
 // read with the set, under p.mu, so every change announced at or before
@@ -531,8 +549,17 @@ func (p *presence) pullOnce(r peer.ID) bool {
 		}
 		return false
 	}
+	stale := p.dir.older(r, res)
 	had, complete := p.dir.applyPull(r, res, p.good(r), time.Now())
 	switch {
+	case stale:
+		// An answer older than what we hold: fine if deltas made the
+		// pull unneeded meanwhile; otherwise it counts as a failure (a
+		// relay that answers with old sets backs off like any other).
+		if need, _, _ := p.dir.needsPull(r); need {
+			p.m.presencePulls.WithLabelValues("stale").Inc()
+			return false
+		}
 	case res.seq == annSeq && res.digest != annDig:
 		// The heartbeat announced another set at the same seq: a lie.
 		p.m.presencePulls.WithLabelValues("invalid").Inc()

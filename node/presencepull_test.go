@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -270,6 +273,14 @@ func TestPresencePullHostile(t *testing.T) {
 			ids := map[string]int64{"short-1": 0}
 			e.page(w, pullPage{Count: 5, Digest: digestOf(ids).String(), Pages: 1, Nodes: []string{"short-1"}})
 		},
+		"stale": func(e *evilPresence, w *bufio.Writer) {
+			// A consistent set, from before the epoch its heartbeats state:
+			// nothing learnt, and it must back off like a failure.
+			ids := map[string]int64{"stale-1": 0}
+			b, _ := json.Marshal(pullPage{Relay: e.ID().String(), Epoch: e.epoch - 1, Seq: 1, Count: 1,
+				Digest: digestOf(ids).String(), Pages: 1, Nodes: []string{"stale-1"}})
+			_, _ = w.Write(appendFrame(nil, framePullPage, b))
+		},
 		"unproven": func(e *evilPresence, w *bufio.Writer) {
 			ids := map[string]int64{kid: proof.TS, "plain": 0}
 			e.page(w, pullPage{Count: 2, Digest: digestOf(ids).String(), Pages: 1, Nodes: sorted([]string{kid, "plain"}),
@@ -318,7 +329,7 @@ func TestPresencePullHostile(t *testing.T) {
 				t.Fatalf("a pulled evil %d times in %v of 200 lying heartbeats, bound %d", got, elapsed, bound)
 			}
 			t.Logf("%s: %d pulls in %v of 200 mismatching heartbeats", name, e.served.Load(), elapsed.Round(time.Millisecond))
-			for _, id := range []string{"lie-1", "lie-2", "short-1", kid} {
+			for _, id := range []string{"lie-1", "lie-2", "short-1", "stale-1", kid} {
 				if slices.Contains(a.presence.dir.holdersOf(id), e.ID()) {
 					t.Fatalf("a holds evil's claim of %s", id)
 				}
@@ -407,4 +418,54 @@ func TestDirectoryHeldDeltas(t *testing.T) {
 	if d.heldIDs != 0 {
 		t.Fatalf("%d held ids after expiry", d.heldIDs)
 	}
+}
+
+// TestPresencePullForgedProofsBounded: an answer whose key ids all carry
+// forged proofs, consistent otherwise (count, digest), costs a bounded
+// number of signature checks: once 64 have failed, the remaining pages
+// are left out unchecked.
+func TestPresencePullForgedProofsBounded(t *testing.T) {
+	a := newNode(t, "a", nil)
+	evil := randPeer(t)
+	const n = 5000
+	ids := make([]string, 0, n)
+	for i := range n {
+		seed := make([]byte, ed25519.SeedSize)
+		binary.BigEndian.PutUint32(seed, uint32(i))
+		ids = append(ids, nodeauth.KeyID(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)))
+	}
+	slices.Sort(ids)
+	forged := nodeauth.Proof{Relay: evil.String(), Nonce: nodeauth.NewNonce(), TS: time.Now().UnixMilli(),
+		Sig: base64.RawURLEncoding.EncodeToString(make([]byte, ed25519.SignatureSize))}
+	proofs := map[string]nodeauth.Proof{}
+	var dig setDigest
+	for _, id := range ids {
+		proofs[id] = forged
+		dig.toggle(id, forged.TS)
+	}
+	var buf bytes.Buffer
+	chunks := chunkNodes(ids, maxPullPage/2)
+	largest := 0
+	for i, c := range chunks {
+		largest = max(largest, len(c))
+		b, _ := json.Marshal(pullPage{Relay: evil.String(), Epoch: 1, Seq: 1, Count: n, Digest: dig.String(),
+			Page: i, Pages: len(chunks), Nodes: c, Proofs: proofsOf(c, proofs)})
+		buf.Write(appendFrame(nil, framePullPage, b))
+	}
+	if len(chunks) < 3 {
+		t.Fatalf("%d pages: the test needs several", len(chunks))
+	}
+	before := promtest.ToFloat64(a.presence.m.unproven)
+	res, err := a.presence.readPull(evil, bufio.NewReader(&buf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := int(promtest.ToFloat64(a.presence.m.unproven) - before)
+	if len(res.set) != 0 || !res.cut {
+		t.Fatalf("kept %d forged key ids (cut %v)", len(res.set), res.cut)
+	}
+	if bound := maxPullProofFailures + 2*largest; checked > bound {
+		t.Fatalf("%d of %d forged proofs checked, bound %d", checked, n, bound)
+	}
+	t.Logf("%d ids in %d pages: %d proofs checked", n, len(chunks), checked)
 }
