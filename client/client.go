@@ -267,6 +267,12 @@ func (c *Client) loop() error {
 		case errors.Is(end, ErrDraining):
 			idx = c.follow(idx, s.drainURLs)
 			delay = c.cfg.BackoffMin/2 + rand.N(c.cfg.BackoffMin/2+1) // spread the drained nodes
+			if time.Since(start) < stableAfter {
+				// Drained again soon after connecting: a relay that drains
+				// every node it takes must not turn this into a tight loop.
+				delay = max(delay, c.backoff(fails))
+				fails++
+			}
 		default:
 			idx = (idx + 1) % len(c.urls)
 			delay = c.backoff(fails)

@@ -117,14 +117,26 @@ func (s *session) deliver(m Message, dedup bool) error {
 		c.stats.slow.Add(1)
 		return ErrSlowReader
 	}
-	if m.TS > c.highTS.Load() {
-		c.highTS.Store(m.TS) // the reader is the only writer
+	now := time.Now().UnixMilli()
+	if m.TS > c.highTS.Load() && m.TS <= now+maxTSAhead.Milliseconds() {
+		// The reader is the only writer. A ts far ahead of our clock (a
+		// relay's clock) would push every later resume past what it
+		// missed: it does not count.
+		c.highTS.Store(m.TS)
 	}
-	if !s.replaying {
-		c.heard.Store(time.Now().UnixMilli())
+	if s.draining && m.TS >= s.endMS {
+		s.draining = false
+	}
+	if !s.replaying && !s.draining {
+		c.heard.Store(now)
 	}
 	return nil
 }
+
+// maxTSAhead: a delivered ts further ahead of the local clock than this
+// does not move the resume point (relays refuse live broadcasts stamped
+// more than a minute ahead of their own clocks).
+const maxTSAhead = time.Minute
 
 // isNew records m's (sender_id, message_id) and reports whether it was
 // not delivered before; a repeat counts as a duplicate. A message without
@@ -202,7 +214,9 @@ func (s *session) historyEnd(m Message) {
 	}
 	if e.Ref == "" {
 		s.replaying = false
-		s.c.heard.Store(time.Now().UnixMilli())
+		// The held live broadcasts follow: heard moves on once one as new
+		// as this moment arrives (deliver), not now.
+		s.draining, s.endMS = true, time.Now().UnixMilli()
 		s.c.log.Debug("resume replay done", "remote", s.url, "count", e.Count, "complete", e.Complete, "next_since_ms", e.NextSinceMS)
 		if e.NextSinceMS > 0 {
 			s.c.noteCut(e.NextSinceMS) // the replay was cut: fetch the rest

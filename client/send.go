@@ -158,9 +158,12 @@ func (c *Client) history(ctx context.Context, s *session, h *historyCall, payloa
 	select {
 	case <-h.done:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("history: %w", ctx.Err())
+		s.mu.Lock()
+		h.finish(nil, ctx.Err()) // no frame joins it after this
+		s.mu.Unlock()
 	}
 	if h.err != nil {
+		c.handBack(h)
 		return nil, fmt.Errorf("history: %w", h.err)
 	}
 	return &HistoryResult{
@@ -170,6 +173,22 @@ func (c *Client) history(ctx context.Context, s *session, h *historyCall, payloa
 		NextSince: fromMS(h.end.NextSinceMS),
 		Oldest:    fromMS(h.end.OldestMS),
 	}, nil
+}
+
+// handBack gives the broadcasts a failed History call had taken to
+// Messages(): live ones among them were received while it ran and were
+// kept from Messages() for its answer, which the caller now never sees.
+// h is finished (no frame joins it).
+func (c *Client) handBack(h *historyCall) {
+	for _, m := range h.msgs {
+		if m.ID != "" && !h.catchUp {
+			c.seen.Remove(dedupKey{m.Sender, m.ID}) // marked when taken
+		}
+		if !c.deliverLate(m) {
+			return
+		}
+	}
+	h.msgs = nil
 }
 
 // unixMS is t in unix ms, 0 for the zero time.

@@ -55,6 +55,11 @@ type session struct {
 	challenged bool
 	bound      bool
 	replaying  bool // a since_ms replay runs until its RelayHistoryEnd
+	// After the replay's RelayHistoryEnd the relay sends the live
+	// broadcasts it held meanwhile; until one of them is as new as the end
+	// (endMS, local clock), "now" is not yet heard (draining).
+	draining bool
+	endMS    int64
 
 	mu        sync.Mutex
 	end       error        // the first reason the session ended
@@ -251,7 +256,7 @@ func (s *session) alive() {
 		return
 	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.c.cfg.ReadTimeout))
-	if s.bound && !s.replaying {
+	if s.bound && !s.replaying && !s.draining {
 		s.c.heard.Store(time.Now().UnixMilli())
 	}
 }
@@ -259,6 +264,11 @@ func (s *session) alive() {
 // markBound records the bound id and releases connect.
 func (s *session) markBound(id string) {
 	s.nodeID, s.bound = id, true
+	if !s.replaying {
+		// From the bind on, this connection receives what is sent: a
+		// connection that drops before hearing anything resumes from here.
+		s.c.heard.Store(time.Now().UnixMilli())
+	}
 	close(s.ready)
 }
 
