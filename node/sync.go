@@ -119,10 +119,12 @@ type syncer struct {
 	active map[sessionKey]bool // a session runs with a peer in a role
 
 	backoff map[peer.ID]time.Time
-	pending map[peer.ID]pendingSync
-	inbound map[network.Stream]struct{}
-	closed  bool
-	hwg     sync.WaitGroup
+	// unreconciled counts each peer's consecutive unreconciled sessions.
+	unreconciled map[peer.ID]int
+	pending      map[peer.ID]pendingSync
+	inbound      map[network.Stream]struct{}
+	closed       bool
+	hwg          sync.WaitGroup
 }
 
 type pendingSync struct{ notBefore, expires time.Time }
@@ -141,7 +143,8 @@ func newSyncer(parent context.Context, c core, store HistoryStore, g *gossip, di
 		core: c, routines: newRoutines(parent), store: store, scfg: c.cfg.Sync, g: g, dir: dir,
 		isLocal: isLocal, isRelay: isRelay, good: good, kick: make(chan struct{}, 1),
 		active: map[sessionKey]bool{}, backoff: map[peer.ID]time.Time{}, pending: map[peer.ID]pendingSync{},
-		inbound: map[network.Stream]struct{}{},
+		unreconciled: map[peer.ID]int{},
+		inbound:      map[network.Stream]struct{}{},
 	}
 }
 
@@ -210,6 +213,27 @@ func (y *syncer) heard(p peer.ID) {
 // syncPendingTTL.
 func (y *syncer) schedule(p peer.ID, notBefore time.Time) {
 	y.mu.Lock()
+	if len(y.pending) >= syncMaxPeers && y.pending[p] == (pendingSync{}) {
+		// Full (any peer that connects is queued until presence says
+		// whether it is a relay): make room from those that are not
+		// relays now, so that throwaway peers cannot crowd relays out.
+		// (The directory is asked without mu: mu is taken alone.)
+		queued := make([]peer.ID, 0, len(y.pending))
+		for q := range y.pending {
+			queued = append(queued, q)
+		}
+		y.mu.Unlock()
+		var drop []peer.ID
+		for _, q := range queued {
+			if !y.isRelay(q) {
+				drop = append(drop, q)
+			}
+		}
+		y.mu.Lock()
+		for _, q := range drop {
+			delete(y.pending, q)
+		}
+	}
 	if len(y.pending) < syncMaxPeers || y.pending[p] != (pendingSync{}) {
 		y.pending[p] = pendingSync{notBefore: notBefore, expires: notBefore.Add(syncPendingTTL)}
 	}
@@ -229,6 +253,33 @@ func (y *syncer) hasGaps() bool {
 		}
 	}
 	return false
+}
+
+// hasGapsAfter reports whether our history has a gap ending after t
+// (unix ms).
+func (y *syncer) hasGapsAfter(t int64) bool {
+	for _, g := range y.store.Gaps() {
+		if g.To > t {
+			return true
+		}
+	}
+	return false
+}
+
+// noteUnreconciled counts p's consecutive unreconciled sessions (reset by
+// a reconciled one) and returns the count.
+func (y *syncer) noteUnreconciled(p peer.ID, unreconciled bool) int {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if !unreconciled {
+		delete(y.unreconciled, p)
+		return 0
+	}
+	if _, ok := y.unreconciled[p]; !ok && len(y.unreconciled) >= syncMaxPeers {
+		clear(y.unreconciled)
+	}
+	y.unreconciled[p]++
+	return y.unreconciled[p]
 }
 
 // window is what a session compares now.
@@ -471,13 +522,19 @@ func (y *syncer) finish(p peer.ID, role string, res syncproto.Result, err error,
 	if !res.Reconciled {
 		m.syncSessions.WithLabelValues(role, "unreconciled").Inc()
 		log.Debug("sync session ended unreconciled")
-		y.schedule(p, time.Now().Add(y.scfg.Settle+time.Second))
+		// Again after settle + 1 s, doubling while sessions with p keep
+		// ending unreconciled (a difference one side refuses to take, a
+		// peer that wastes our rounds): at most one an interval.
+		n := y.noteUnreconciled(p, true)
+		y.schedule(p, time.Now().Add(min((y.scfg.Settle+time.Second)<<min(n-1, 16), y.scfg.Interval)))
 	} else {
 		m.syncSessions.WithLabelValues(role, "reconciled").Inc()
+		y.noteUnreconciled(p, false)
 		y.clearGaps(res.Window, res.PeerGaps)
-		if y.hasGaps() {
+		if y.hasGapsAfter(res.Window.To) {
 			// What is left lies past the window's end (the time we were
-			// down, up to a moment ago): once it has settled.
+			// down, up to a moment ago): once it has settled. A gap inside
+			// the window that the peer shares waits for another peer.
 			y.schedule(p, time.Now().Add(y.scfg.Settle+time.Second))
 		}
 	}
