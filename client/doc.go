@@ -23,8 +23,11 @@
 //
 // Resume and duplicates. With Config.Resume each reconnection asks for
 // what was missed with ?since_ms= (SPEC section 7): the later of the
-// highest federation ts delivered and the local time the connection was
-// last heard live (a frame, a ping or a pong), less ResumeMargin, or less
+// highest federation ts delivered (a ts more than a minute ahead of the
+// local clock does not count) and the local time the connection was last
+// heard live (its bind, a frame, a ping or a pong; after a replay, only
+// once a live broadcast as new as the replay's end has arrived: the
+// relay's held backlog comes first), less ResumeMargin, or less
 // FailoverMargin (5 minutes) when it connects to another relay than the
 // last one: the relay it left may have been cut off from part of the
 // federation before it went. Every
