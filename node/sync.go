@@ -522,11 +522,12 @@ func (y *syncer) finish(p peer.ID, role string, res syncproto.Result, err error,
 	if !res.Reconciled {
 		m.syncSessions.WithLabelValues(role, "unreconciled").Inc()
 		log.Debug("sync session ended unreconciled")
-		// Again after settle + 1 s, doubling while sessions with p keep
-		// ending unreconciled (a difference one side refuses to take, a
-		// peer that wastes our rounds): at most one an interval.
+		// Again after settle + 1 s; from the fourth in a row, doubling
+		// while sessions with p keep ending unreconciled (a difference
+		// one side refuses to take, a peer that wastes our rounds): at
+		// most one an interval.
 		n := y.noteUnreconciled(p, true)
-		y.schedule(p, time.Now().Add(min((y.scfg.Settle+time.Second)<<min(n-1, 16), y.scfg.Interval)))
+		y.schedule(p, time.Now().Add(min((y.scfg.Settle+time.Second)<<min(max(n-3, 0), 16), y.scfg.Interval)))
 	} else {
 		m.syncSessions.WithLabelValues(role, "reconciled").Inc()
 		y.noteUnreconciled(p, false)

@@ -45,8 +45,8 @@ func (closedStream) Close() error { return nil }
 // TestSyncFollowUps: a reconciled session that leaves a gap the peer
 // shares, inside the window, does not make the same peer be asked again
 // every settle + 1 s (it waits for another peer); sessions that keep
-// ending unreconciled are repeated at a doubling delay, at most one an
-// interval. (Found by review: both repeated every 6 s for ever.)
+// ending unreconciled are repeated after settle + 1 s three times, then
+// at a doubling delay, at most one an interval. (Found by review: both repeated every 6 s for ever.)
 func TestSyncFollowUps(t *testing.T) {
 	now := time.Now()
 	down := history.Gap{From: now.Add(-2 * time.Hour).UnixMilli(), To: now.Add(-time.Hour).UnixMilli()}
@@ -83,8 +83,8 @@ func TestSyncFollowUps(t *testing.T) {
 		delete(y.pending, p)
 	}
 	first := y.scfg.Settle + time.Second
-	if delays[0] != first || delays[1] != 2*first || delays[2] != 4*first || delays[7] != y.scfg.Interval {
-		t.Fatalf("delays %v: want %v doubling, at most %v", delays, first, y.scfg.Interval)
+	if delays[0] != first || delays[2] != first || delays[3] != 2*first || delays[4] != 4*first || delays[7] != y.scfg.Interval {
+		t.Fatalf("delays %v: want %v three times, then doubling, at most %v", delays, first, y.scfg.Interval)
 	}
 	// A reconciled session starts the count again.
 	y.finish(p, "initiator", syncproto.Result{Window: w, Reconciled: true}, nil, closedStream{})
