@@ -22,10 +22,17 @@ func (s *Store) janitor() {
 			if err := s.evictBytes(); err != nil {
 				return err
 			}
-			return s.persistMeta(now, pebble.NoSync)
+			// Synced, like the writer's batches: an unsynced write that
+			// fails is remembered by the engine, which then panics at a
+			// later write in a way no recover survives (a failing disk
+			// would take the relay down); a synced one returns the error.
+			return s.persistMeta(now, pebble.Sync)
 		})
 		if err != nil {
-			s.log.Error("history: janitor", "err", err)
+			// As for a failed write: the engine is not to be trusted with
+			// more (the next write could panic on what it remembered).
+			s.failed.Store(true)
+			s.log.Error("history: janitor failed; dropping broadcasts until the relay restarts", "err", err)
 		}
 	}
 	s.checkDisk()
@@ -170,17 +177,21 @@ func (s *Store) evictBefore(x int64) error {
 	}
 	_ = b.DeleteRange([]byte{prefixData}, dataBound(x), nil)
 	_ = b.Set(metaEvicted, encodeInt(x), nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
+	// The horizon moves before the entries go: a Range meanwhile answers
+	// "incomplete before x" rather than complete over deleted entries.
+	s.evictedA.Store(x)
+	s.mu.Lock()
+	s.evicted = x
+	s.mu.Unlock()
+	if err := b.Commit(pebble.Sync); err != nil { // synced: see janitor
 		return fmt.Errorf("history: evict before %d: %w", x, err)
 	}
 	oldest, _, err := s.bounds()
 	if err != nil {
 		return err
 	}
-	s.evictedA.Store(x)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.evicted = x
 	s.count -= removed.count
 	s.bytes -= removed.bytes
 	s.oldest = oldest
@@ -208,7 +219,7 @@ func (s *Store) checkDisk() {
 	case !s.lowDisk.Load() && free < s.cfg.MinFreeDisk:
 		s.lowDisk.Store(true)
 		s.log.Warn("history: disk almost full; dropping broadcasts", "free", free, "dir", s.cfg.Dir)
-	case s.lowDisk.Load() && free >= 2*s.cfg.MinFreeDisk:
+	case s.lowDisk.Load() && free/2 >= s.cfg.MinFreeDisk: // free/2: 2*MinFreeDisk may overflow
 		s.lowDisk.Store(false)
 		s.log.Info("history: disk space back; writing again", "free", free, "dir", s.cfg.Dir)
 	}

@@ -197,3 +197,34 @@ func TestLowDiskDrops(t *testing.T) {
 		t.Fatal("complete although a broadcast was dropped")
 	}
 }
+
+// TestFailingDiskAfterLowDisk: with the writer paused for a low disk, the
+// janitor's unsynced heartbeat and gap writes go on; when the disk then
+// fails, the engine panics with the error it remembered at the next
+// write. The store turns to failed mode (drops counted, gaps kept in
+// memory) instead of taking the relay down. (Found by review: the panic
+// was re-raised and the process died.)
+func TestFailingDiskAfterLowDisk(t *testing.T) {
+	toggle := writeFailer()
+	cfg := testConfig(t)
+	cfg.MinFreeDisk = 1 << 61 // low at once
+	s, err := Open(cfg, WithLogger(testLogger()), WithClock(newClock().Now), withFS(errorfs.Wrap(vfs.Default, toggle)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	toggle.On()
+	deadline := time.Now().Add(20 * time.Second)
+	for round := 0; !s.Stats().Failed; round++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("not in failed mode after %d rounds; stats %+v", round, s.Stats())
+		}
+		for i := range 50 {
+			s.Append(t0+int64(round*1000+i*3), "a", fmt.Sprint(round, "-", i), []byte("x"))
+		}
+		_ = s.Flush(t.Context())
+	}
+	if st := s.Stats(); st.Dropped == 0 || st.Gaps == 0 {
+		t.Fatalf("stats %+v: drops and gaps expected", st)
+	}
+}

@@ -378,11 +378,17 @@ func (e engineFatal) Error() string { return "history: engine fatal: " + e.msg }
 func guard(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			ef, ok := r.(engineFatal)
-			if !ok {
+			switch e := r.(type) {
+			case engineFatal:
+				err = e
+			case error:
+				// The engine panics with a write error it remembered from
+				// an unsynced write (a failing disk): failed mode, not a
+				// crash.
+				err = fmt.Errorf("history: engine panic: %w", e)
+			default:
 				panic(r)
 			}
-			err = ef
 		}
 	}()
 	return f()

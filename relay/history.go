@@ -120,8 +120,9 @@ func (r *Router) replay(s *Session, req historyRequest, ref string, sent map[ded
 	if r.hist != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ReplayTimeout)
 		defer cancel()
-		if err := r.hist.Flush(ctx); err != nil {
-			r.log.Warn("history flush before a replay", "err", err)
+		flushErr := r.hist.Flush(ctx)
+		if flushErr != nil {
+			r.log.Warn("history flush before a replay", "err", flushErr)
 		}
 		deadline := time.Now().Add(r.cfg.ReplayTimeout)
 		var err error
@@ -145,6 +146,10 @@ func (r *Router) replay(s *Session, req historyRequest, ref string, sent map[ded
 			return sent, err
 		case err != nil:
 			r.log.Warn("history read", "node", s.nodeID, "err", err)
+			res.Complete = false
+		case flushErr != nil:
+			// What was queued but not written is not in the answer, and
+			// no gap says so.
 			res.Complete = false
 		}
 	}
