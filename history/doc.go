@@ -90,4 +90,11 @@
 // does. Through this package the store sustains ~165-175k msgs/s
 // (BenchmarkAppend: synced batches with duplicate checks, nothing dropped)
 // and a 10,000-broadcast Range takes ~5 ms.
+//
+// Known limits (found by review, not yet fixed): gaps recorded while the
+// engine is in failed mode live only in memory and are lost on restart
+// (the restart's own gap starts at the last heartbeat); one Range holds up
+// to its limit of frames sharing one millisecond before its byte cap
+// applies; a transient read error while opening is treated as corruption
+// and the store is moved aside.
 package history
