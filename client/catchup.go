@@ -34,11 +34,22 @@ func (c *Client) noteCut(next int64) {
 
 // catchUp fetches [gapFrom, now) page by page until an answer is not cut.
 func (c *Client) catchUp() {
-	defer c.catching.Store(false)
+	defer func() {
+		if c.ctx.Err() != nil {
+			c.catching.Store(false)
+		}
+	}()
 	for c.ctx.Err() == nil {
 		from := c.gapFrom.Load()
 		if from == 0 {
-			return
+			// Done; a cut noted after the load above finds catching
+			// still set and relies on this goroutine: look once more
+			// after clearing it.
+			c.catching.Store(false)
+			if c.gapFrom.Load() == 0 || !c.catching.CompareAndSwap(false, true) {
+				return
+			}
+			continue
 		}
 		res, err := c.historyCall(c.ctx, time.UnixMilli(from), time.Time{}, 0, true)
 		if err != nil {
@@ -58,6 +69,13 @@ func (c *Client) catchUp() {
 		next := int64(0)
 		if !res.NextSince.IsZero() {
 			next = res.NextSince.UnixMilli()
+		}
+		if next != 0 && next <= from {
+			// A relay that does not move forward would be asked for the
+			// same page for ever: the gap stays for the next connection.
+			c.log.Warn("catch-up: the relay's next_since_ms does not move forward; stopped", "since_ms", from, "next_since_ms", next)
+			c.catching.Store(false)
+			return
 		}
 		c.log.Debug("catch-up page", "since_ms", from, "count", len(res.Messages), "next_since_ms", next)
 		c.gapFrom.CompareAndSwap(from, next)
