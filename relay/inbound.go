@@ -137,9 +137,7 @@ func (r *Router) broadcast(s *Session, env *message.Envelope, f *wsframe.Frame) 
 
 func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
 	if code, held := r.queueBehind(env, f); held {
-		if code == "" {
-			r.metrics.MailboxIn.Inc()
-		} else {
+		if code != "" {
 			r.notDelivered(s, env.Sender, env.ID, env.Recipient, code)
 		}
 		return
@@ -155,8 +153,7 @@ func (r *Router) direct(s *Session, env *message.Envelope, f *wsframe.Frame) {
 	}
 	code := r.keep(env, f)
 	if code == "" {
-		r.metrics.MailboxIn.Inc() // kept: no error, delivered when it binds
-		return
+		return // kept: no error, delivered when it binds
 	}
 	if code == message.CodeRecipientUnknown {
 		r.metrics.drop(DropRecipientUnknown)

@@ -111,7 +111,7 @@ func (r *Router) queueBehind(env *message.Envelope, f *wsframe.Frame) (code stri
 	}
 	m := &r.mail
 	m.mu.Lock()
-	if len(m.boxes[env.Recipient]) == 0 && !m.flushing[env.Recipient] {
+	if !m.busyLocked(env.Recipient) {
 		m.mu.Unlock() // emptied meanwhile: route it
 		return "", false
 	}
@@ -129,8 +129,10 @@ func (r *Router) mailBusy(id string) bool {
 	m := &r.mail
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.boxes[id]) > 0 || m.flushing[id]
+	return m.busyLocked(id)
 }
+
+func (m *mailboxes) busyLocked(id string) bool { return len(m.boxes[id]) > 0 || m.flushing[id] }
 
 // insertLocked puts a message taken at sent in its recipient's mailbox, at
 // its place by time. mail.mu held.
@@ -149,6 +151,7 @@ func (r *Router) insertLocked(env *message.Envelope, f *wsframe.Frame, sent time
 	}
 	m.boxes[env.Recipient] = slices.Insert(box, i, kept{env: *env, f: f, at: sent})
 	m.bytes += f.Len()
+	r.metrics.MailboxIn.Inc()
 	r.metrics.MailboxKept.Set(float64(m.bytes))
 	if !m.running {
 		m.running = true

@@ -29,9 +29,7 @@ func (r *Router) Deliver(env *message.Envelope) {
 	}
 	r.metrics.countIn(env.Type, RouteDirect, len(env.Raw))
 	if code, held := r.queueBehind(env, f); held {
-		if code == "" {
-			r.metrics.MailboxIn.Inc()
-		} else {
+		if code != "" {
 			r.metrics.drop(DropMailboxFull)
 		}
 		return
@@ -41,7 +39,6 @@ func (r *Router) Deliver(env *message.Envelope) {
 		// It left between the mesh's routing and now: keep it (the
 		// mailbox follows the node to the relay it binds on next).
 		if r.keep(env, f) == "" {
-			r.metrics.MailboxIn.Inc()
 			return
 		}
 		r.metrics.drop(DropRecipientUnknown)
@@ -89,14 +86,14 @@ const (
 // it). The router's close ends the wait. learnMu held.
 func (r *Router) waitQueues() {
 	r.mu.RLock()
-	r.learnSessions = r.learnSessions[:0]
+	sessions := make([]*Session, 0, len(r.nodes))
 	for _, s := range r.nodes {
-		r.learnSessions = append(r.learnSessions, s)
+		sessions = append(sessions, s)
 	}
 	r.mu.RUnlock()
 	behind := make(map[*Session]struct{}, len(r.learnBehind)) // only sessions still bound
 	deadline := time.Now().Add(r.cfg.ReplayTimeout)
-	for _, s := range r.learnSessions {
+	for _, s := range sessions {
 		_, was := r.learnBehind[s]
 		for s.over() {
 			if was || time.Now().After(deadline) || r.ctx.Err() != nil {
@@ -107,7 +104,6 @@ func (r *Router) waitQueues() {
 		}
 	}
 	r.learnBehind = behind
-	clear(r.learnSessions) // no closed session kept alive
 }
 
 // over reports whether s has more than the replay bounds waiting for it.
@@ -138,7 +134,6 @@ func (r *Router) Undeliverable(sender, messageID, recipient string) {
 			return
 		}
 		if code = r.keepAt(&m.env, m.f, m.at); code == "" {
-			r.metrics.MailboxIn.Inc()
 			return
 		}
 	}

@@ -146,11 +146,10 @@ type Router struct {
 	wg       sync.WaitGroup // the mailbox goroutine
 
 	// Learned's pacing state (outbound.go).
-	learnMu       sync.Mutex
-	learnedN      int
-	learnedBytes  int
-	learnSessions []*Session
-	learnBehind   map[*Session]struct{} // over the bounds for a whole wait
+	learnMu      sync.Mutex
+	learnedN     int
+	learnedBytes int
+	learnBehind  map[*Session]struct{} // over the bounds for a whole wait
 
 	mu       sync.RWMutex
 	nodes    map[string]*Session // bound local nodes by node id
