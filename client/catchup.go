@@ -34,36 +34,40 @@ func (c *Client) noteCut(next int64) {
 
 // catchUp fetches [gapFrom, now) page by page until an answer is not cut.
 func (c *Client) catchUp() {
-	defer func() {
-		if c.ctx.Err() != nil {
-			c.catching.Store(false)
+	for c.fetchGap() {
+		// Done. A cut noted since fetchGap's last look found catching
+		// still set and relies on this goroutine: look once more after
+		// clearing it.
+		c.catching.Store(false)
+		if c.gapFrom.Load() == 0 || !c.catching.CompareAndSwap(false, true) {
+			return
 		}
-	}()
+	}
+	c.catching.Store(false)
+}
+
+// fetchGap fetches pages from gapFrom until the gap is closed (true), or
+// the client stops or the relay does not move forward (false: the gap
+// stays for the next connection).
+func (c *Client) fetchGap() bool {
 	for c.ctx.Err() == nil {
 		from := c.gapFrom.Load()
 		if from == 0 {
-			// Done; a cut noted after the load above finds catching
-			// still set and relies on this goroutine: look once more
-			// after clearing it.
-			c.catching.Store(false)
-			if c.gapFrom.Load() == 0 || !c.catching.CompareAndSwap(false, true) {
-				return
-			}
-			continue
+			return true
 		}
 		res, err := c.historyCall(c.ctx, time.UnixMilli(from), time.Time{}, 0, true)
 		if err != nil {
 			c.log.Debug("catch-up page failed", "since_ms", from, "err", err)
 			select {
 			case <-c.ctx.Done():
-				return
+				return false
 			case <-time.After(gapRetry):
 			}
 			continue
 		}
 		for _, m := range res.Messages {
 			if !c.deliverLate(m) {
-				return
+				return false
 			}
 		}
 		next := int64(0)
@@ -71,15 +75,14 @@ func (c *Client) catchUp() {
 			next = res.NextSince.UnixMilli()
 		}
 		if next != 0 && next <= from {
-			// A relay that does not move forward would be asked for the
-			// same page for ever: the gap stays for the next connection.
+			// Asked again, it would answer the same page for ever.
 			c.log.Warn("catch-up: the relay's next_since_ms does not move forward; stopped", "since_ms", from, "next_since_ms", next)
-			c.catching.Store(false)
-			return
+			return false
 		}
 		c.log.Debug("catch-up page", "since_ms", from, "count", len(res.Messages), "next_since_ms", next)
 		c.gapFrom.CompareAndSwap(from, next)
 	}
+	return false
 }
 
 // deliverLate puts a fetched message into Messages() unless it was
